@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make repro   create .venv if missing, install the pinned lock, run `dvc repro`
+#   make test    same set-up, then the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup repro test bench lock clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+repro: setup
+	$(VENV)/bin/dvc repro
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/quant.py
+
+# Re-pin the lock from what is installed in .venv (maintainers only).
+lock: setup
+	$(PY) -m pip freeze --exclude-editable | grep -v '^lowprec-ssl' > requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

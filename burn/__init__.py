@@ -1,0 +1,1 @@
+"""BURN: binary-network self-supervision against a frozen FP trunk plus a trainable classifier."""

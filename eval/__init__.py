@@ -1,0 +1,1 @@
+"""Evaluation suites: linear, fine-tuning, kNN, VOC07 SVM, transfer, detection, t-SNE."""

@@ -1,0 +1,1 @@
+"""The papers' numbers, the table renderer, and the rendered tables and figures."""

@@ -1,0 +1,22 @@
+"""Shared test fixtures: the real data subsets in ../shared/data and deterministic torch."""
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the real CIFAR-10 / CIFAR-100 / VOC2007 subsets (never copied into the repo)."""
+    if not SHARED_DATA.is_dir():
+        raise FileNotFoundError(f"expected the shared data sets at {SHARED_DATA}")
+    return SHARED_DATA
