@@ -1,0 +1,105 @@
+"""Benchmark: the cost of quantization in a training step (issue: foundation, `common/quant.py`).
+
+In one run, on the same inputs, times forward + backward of a ResNet-18 (CIFAR stem, 32 px,
+batch 128 by default) in full precision, quantized at 8 bits with this project's quantizer
+(both modes), and quantized with a naive chain of elementwise ops implementing CQ Eq. 9.
+Rounds are interleaved (FP, floor, cpt, naive, FP, ...) so machine noise hits all alike;
+medians are reported.
+
+Targets (2-core CPU): floor-mode / FP <= 1.25, and the project quantizer faster than naive.
+
+    python bench/quant.py [--batch 128] [--rounds 5] [--bits 8]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+
+from common.backbones import build_backbone
+from common.quant import QuantConfig, QuantConv2d, QuantLinear, quantize_model, set_precision
+
+
+def naive_eq9(a: torch.Tensor, bits: int) -> torch.Tensor:
+    """CQ Eq. 9 written the straightforward way: separate elementwise ops, STE by detach."""
+    scale = (a.max() - a.min()) / (2 ** bits - 1)
+    a_q = scale * torch.floor(a / scale)
+    return a + (a_q - a).detach()
+
+
+class NaiveQuantMixin:
+    def quantized_weight(self):
+        return naive_eq9(self.weight, self.bits)
+
+    def quantized_input(self, x):
+        return naive_eq9(x, self.bits)
+
+
+class NaiveQuantConv2d(NaiveQuantMixin, QuantConv2d):
+    pass
+
+
+class NaiveQuantLinear(NaiveQuantMixin, QuantLinear):
+    pass
+
+
+def make_model(kind: str, bits: int) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_backbone("resnet18", cifar_stem=True)
+    if kind == "fp":
+        return model
+    mode = "cpt" if kind == "cpt" else "floor"
+    quantize_model(model, config=QuantConfig(mode=mode))
+    if kind == "naive":
+        for m in model.modules():
+            if type(m) is QuantConv2d:
+                m.__class__ = NaiveQuantConv2d
+            elif type(m) is QuantLinear:
+                m.__class__ = NaiveQuantLinear
+    return set_precision(model, bits)
+
+
+def step_seconds(model: nn.Module, x: torch.Tensor) -> float:
+    model.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    model(x).square().mean().backward()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--bits", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    kinds = ["fp", "floor", "cpt", "naive"]
+    models = {k: make_model(k, args.bits).train() for k in kinds}
+    x = torch.randn(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for model in models.values():  # warm-up (allocator, first-call overheads)
+        step_seconds(model, x)
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(args.rounds):
+        for k in kinds:
+            times[k].append(step_seconds(models[k], x))
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"ResNet-18 (CIFAR stem), batch {args.batch}, 32 px, fwd+bwd, {args.bits}-bit, "
+          f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds")
+    print(f"{'variant':<8} {'median s':>9} {'min s':>8} {'x FP':>6}")
+    for k in kinds:
+        print(f"{k:<8} {med[k]:9.3f} {min(times[k]):8.3f} {med[k] / med['fp']:6.3f}")
+    ratio = med["floor"] / med["fp"]
+    print(f"TARGET quantized_over_fp: {ratio:.3f} (target <= 1.25) {'PASS' if ratio <= 1.25 else 'FAIL'}")
+    speedup = med["naive"] / med["floor"]
+    print(f"TARGET naive_over_quantized: {speedup:.3f} (target > 1.0) {'PASS' if speedup > 1.0 else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
