@@ -1,0 +1,61 @@
+"""Image-folder classification data: `root/<split>/<class>/<image>` (ImageNet, ImageNet-100,
+CUB-200-2011, Birdsnap, Places205 once arranged that way).
+
+Items are `(uint8 tensor (3, load_size, load_size), int label)`: decoded with PIL, shorter side
+resized to `load_size` (default 256), centre square cropped (see `common.data.decode`); SSL crops
+are drawn from that square later, on the device.
+
+Choices where the papers are silent:
+- classes are the sorted sub-folder names of `root/<split>` (so label ids agree between splits
+  that hold the same class folders); files are sorted by path within a class;
+- accepted extensions are torchvision's image extensions plus `.gif` (the ants/bees set ships a
+  GIF that PIL decodes), compared case-insensitively; other files are ignored;
+- any split name is accepted as long as `root/<split>` exists (train, val, test, ...).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from common.data.decode import DEFAULT_LOAD_SIZE, check_load_size, load_square, require_root
+from common.errors import ConfigError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
+                    ".gif")
+
+
+class ImageFolder(Dataset):
+    """A folder-per-class image data set, decoded to fixed-size uint8 squares."""
+
+    name = "imagefolder"
+
+    def __init__(self, root: str | Path | None, split: str = "train",
+                 load_size: int = DEFAULT_LOAD_SIZE):
+        self.load_size = check_load_size(load_size, self.name)
+        base = require_root(root, self.name, "a folder with <split>/<class>/<image> inside")
+        split_dir = base / split
+        if not split_dir.is_dir():
+            raise ConfigError(f"{self.name} split {split!r}: no folder {split_dir} "
+                              f"(expected {base}/<split>/<class>/<image>)")
+        self.classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+        self.samples: list[tuple[Path, int]] = []
+        for label, class_name in enumerate(self.classes):
+            files = sorted(p for p in (split_dir / class_name).rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            self.samples.extend((p, label) for p in files)
+        if not self.samples:
+            raise ConfigError(f"{self.name} split folder {split_dir}: no images found (expected "
+                              f"<class>/<image> with one of {', '.join(IMAGE_EXTENSIONS)})")
+        self.targets = [label for _, label in self.samples]
+        self.num_classes = len(self.classes)
+        self.root = base
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        return load_square(path, self.load_size), label
