@@ -80,3 +80,26 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     if world_size() == 1:
         return x
     return _GatherWithGrad.apply(x)
+
+
+class _AllReduceWithGrad(torch.autograd.Function):
+    """Sum over ranks; backward sums the gradients over ranks (same reasoning as above)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = x.contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable sum of `x` over ranks (e.g. BatchNorm statistics of the global batch)."""
+    if world_size() == 1:
+        return x
+    return _AllReduceWithGrad.apply(x)

@@ -1,0 +1,443 @@
+"""The one training loop every method uses (DESIGN.md, "The flow of one run").
+
+CPU or GPU; one process or many under ``torchrun`` (DistributedDataParallel: NCCL on GPU, gloo
+on CPU); a resumable distributed sampler; optional SyncBatchNorm; bf16 autocast and
+channels_last on GPU; gradient accumulation; optional gradient clipping.
+
+Outputs, under ``out_dir``:
+  ``checkpoint.pt``  everything needed to resume (model, optimizer, step, RNG states), written
+                     atomically every ``ckpt_every`` steps and at the end;
+  ``encoder.pt``     the method's encoder state dict plus the caller's ``encoder_meta`` (how to
+                     rebuild it), written at the end;
+  ``metrics.json``   status ('ok' or 'diverged'), step, final loss, online accuracy, seconds,
+                     provenance (git commit, params hash, dataset, profile, device);
+  ``dvclive/``       curves: loss, lr, images/s, online accuracy, gradient norms per group.
+
+Resume: when ``checkpoint.pt`` exists with the same params hash, the run continues from it and
+ends with the same weights as an uninterrupted run (same seed, same CPU): the data order is a
+pure function of (seed, epoch), the batch position is restored, and so are the RNG states of
+torch, of the view generator and of the method. A checkpoint made with other settings is
+ignored (a warning says so) and the run starts over.
+
+Non-finite loss or gradients: the run stops, writes ``status: diverged`` with the step, and
+returns normally, so downstream stages can report it (the CQ paper reports CQ-B exploding).
+
+The online linear classifier (a Linear on the detached features the method returns) trains
+alongside with its own lr and gives a live accuracy curve; it never affects the method.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from common.checkpoint import load_checkpoint, save_checkpoint, write_json
+from common.errors import ConfigError
+from common.methods.base import Method, StepOutput
+from common.optim import apply_schedule, build_optimizer, make_schedule, param_groups
+from common.provenance import params_hash, provenance
+from common.sampler import ResumableSampler
+from common.syncbn import convert_sync_batchnorm
+
+CHECKPOINT = "checkpoint.pt"
+ENCODER = "encoder.pt"
+METRICS = "metrics.json"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run; every field is a parameter in params.yaml."""
+
+    batch_size: int = 256  # global batch, split over ranks and accumulation steps
+    steps: int | None = None  # optimizer steps; or give epochs
+    epochs: float | None = None
+    optimizer: str = "sgd"  # lars | sgd | adam | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "cosine"  # cosine | step | linear | constant
+    warmup_steps: int = 0
+    warmup_epochs: float = 0.0
+    milestones: Sequence[int] = ()
+    gamma: float = 0.1
+    final_lr_ratio: float = 0.0
+    accum_steps: int = 1
+    grad_clip: float | None = None  # max global gradient norm; None = off
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | off
+    channels_last: str = "auto"  # auto (on GPU) | on | off
+    sync_bn: bool = False
+    ckpt_every: int = 100
+    log_every: int = 10
+    online_lr: float = 0.1  # the online linear classifier's own lr
+    num_classes: int | None = None  # online classifier's classes (None: no online probe)
+    progress: bool = True
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        self.milestones = tuple(self.milestones)
+        if (self.steps is None) == (self.epochs is None):
+            raise ConfigError("train: give exactly one of steps or epochs")
+        for name in ("batch_size", "accum_steps", "ckpt_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"train.{name}: expected a positive integer, got {getattr(self, name)!r}")
+        for name, allowed in (("amp", ("auto", "bf16", "off")), ("channels_last", ("auto", "on", "off")),
+                              ("device", ("auto", "cpu", "cuda"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"train.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"train: unknown setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------
+# Processes and devices
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    started_process_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(device: str = "auto") -> Runtime:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' requested but no GPU is visible")
+    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    started = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        started = True
+    return Runtime(dev, rank, world, local_rank, started)
+
+
+def _autocast(rt: Runtime, cfg: TrainConfig):
+    on = cfg.amp == "bf16" or (cfg.amp == "auto" and rt.device.type == "cuda")
+    if not on:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16)
+
+
+# --------------------------------------------------------------------------------------------
+# The trained module: method + online linear classifier
+# --------------------------------------------------------------------------------------------
+
+class TrainModule(nn.Module):
+    """The method plus the online linear probe on its detached features (one DDP unit)."""
+
+    def __init__(self, method: Method, num_classes: int | None):
+        super().__init__()
+        self.method = method
+        self.online = nn.Linear(method.feature_dim, num_classes) if num_classes else None
+
+    def forward(self, images, labels, generator):
+        out: StepOutput = self.method(images, labels, generator)
+        total, logs = out.loss, dict(out.logs)
+        if self.online is not None and out.features is not None:
+            logits = self.online(out.features.detach().float())
+            valid = labels >= 0
+            if valid.any():
+                probe = F.cross_entropy(logits[valid], labels[valid])
+                total = total + probe
+                logs["online_acc"] = (logits[valid].argmax(1) == labels[valid]).float().mean().detach()
+        return total, out.loss.detach(), logs
+
+
+def _grad_norm(params) -> torch.Tensor:
+    grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    return torch.stack(grads).norm() if grads else torch.zeros(())
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class RunState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    status: str = "running"
+    diverged_at: int | None = None
+    last_loss: float | None = None
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "views": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["views"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _check_resume(path: Path, phash: str, rt: Runtime) -> dict | None:
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path, map_location=rt.device)
+    if ckpt.get("params_hash") != phash:
+        if rt.main:
+            warnings.warn(f"{path}: made with other settings (params hash {ckpt.get('params_hash')} "
+                          f"!= {phash}); starting over")
+        return None
+    if ckpt.get("world") != rt.world:
+        raise ConfigError(f"{path}: written by {ckpt.get('world')} processes, resumed with {rt.world}; "
+                          "resume with the same number of processes")
+    return ckpt
+
+
+def train(method: Method, dataset: Dataset, cfg: TrainConfig, out_dir: str | Path,
+          params: dict | None = None, encoder_meta: dict | None = None,
+          run_info: dict | None = None,
+          callbacks: Sequence[Callable[[int, RunState], None]] = ()) -> dict:
+    """Train ``method`` on ``dataset``; returns the metrics dict also written to metrics.json.
+
+    ``params``: the settings that define the run (hashed for provenance and resume).
+    ``encoder_meta``: stored beside the encoder weights (e.g. backbone name and options).
+    ``run_info``: extra provenance (dataset, profile, ...). ``callbacks(step, state)`` run after
+    every optimizer step on every rank (an exception there stops the run, as a crash would).
+    """
+    out_dir = Path(out_dir)
+    rt = setup_runtime(cfg.device)
+    try:
+        return _train(method, dataset, cfg, out_dir, rt, params if params is not None else asdict(cfg),
+                      encoder_meta or {}, run_info or {}, callbacks)
+    finally:
+        if rt.started_process_group:
+            dist.destroy_process_group()
+
+
+def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, callbacks) -> dict:
+    started = time.time()
+    phash = params_hash({"params": params, "world": rt.world})
+    if rt.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    per_rank = cfg.batch_size // (rt.world * cfg.accum_steps)
+    if per_rank * rt.world * cfg.accum_steps != cfg.batch_size:
+        raise ConfigError(f"train.batch_size: {cfg.batch_size} is not divisible by "
+                          f"{rt.world} processes x {cfg.accum_steps} accumulation steps")
+
+    torch.manual_seed(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts them)
+    sampler = ResumableSampler(len(dataset), per_rank, cfg.seed, rt.world, rt.rank)
+    micro_per_epoch = sampler.batches_per_epoch
+    steps_per_epoch = max(1, micro_per_epoch // cfg.accum_steps)
+    total = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * steps_per_epoch))
+    warmup = cfg.warmup_steps or round(cfg.warmup_epochs * steps_per_epoch)
+
+    model = TrainModule(method, cfg.num_classes).to(rt.device)
+    use_cl = cfg.channels_last == "on" or (cfg.channels_last == "auto" and rt.device.type == "cuda")
+    if use_cl:
+        model = model.to(memory_format=torch.channels_last)
+        method.channels_last = True
+    if cfg.sync_bn and rt.world > 1:
+        convert_sync_batchnorm(model, rt.device)
+    groups = param_groups(model.method, cfg.weight_decay)
+    if model.online is not None:  # its own lr, no decay, no LARS adaptation
+        groups.append({"params": list(model.online.parameters()), "weight_decay": 0.0,
+                       "lars_exclude": True, "lr": cfg.online_lr})
+    optimizer = build_optimizer(cfg.optimizer, groups, lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, betas=cfg.betas)
+    schedule = make_schedule(cfg.schedule, total, warmup, cfg.milestones, cfg.gamma, cfg.final_lr_ratio)
+    ddp = (DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+           if rt.world > 1 else model)
+
+    generator = torch.Generator(device=rt.device).manual_seed(cfg.seed * 1000 + rt.rank)
+    state = RunState()
+    ckpt_path = out_dir / CHECKPOINT
+    resumed = _check_resume(ckpt_path, phash, rt)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        state = RunState(**resumed["state"])
+        _set_rng_state(resumed["rng"][rt.rank], generator)
+
+    logger = _Logger(out_dir, rt, total, resume=resumed is not None, enabled=cfg.progress)
+    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
+                        drop_last=True, pin_memory=rt.device.type == "cuda",
+                        persistent_workers=False)
+
+    def save(final: bool = False) -> None:
+        rngs = [None] * rt.world
+        mine = _rng_state(generator)
+        if rt.world > 1:
+            dist.all_gather_object(rngs, {k: v.cpu() if torch.is_tensor(v) else v for k, v in mine.items()})
+        else:
+            rngs = [mine]
+        if rt.main:
+            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "state": asdict(state), "rng": rngs, "params_hash": phash,
+                             "world": rt.world}, ckpt_path)
+            if final:
+                save_checkpoint({**encoder_meta, "state_dict": method.encoder().state_dict()},
+                                out_dir / ENCODER)
+
+    window_start, window_images = time.time(), 0
+    micro = 0
+    model.train()
+    while state.step < total and state.status == "running":
+        sampler.set_epoch(state.epoch)
+        sampler.start_at(state.batch_in_epoch)
+        for images, labels in loader:
+            images = images.to(rt.device, non_blocking=True)
+            labels = torch.as_tensor(labels).to(rt.device, non_blocking=True)
+            last_micro = (micro + 1) % cfg.accum_steps == 0
+            sync = contextlib.nullcontext() if last_micro or ddp is model else ddp.no_sync()
+            with sync:
+                with _autocast(rt, cfg):
+                    total_loss, method_loss, logs = ddp(images, labels, generator)
+                (total_loss / cfg.accum_steps).backward()
+            micro += 1
+            state.batch_in_epoch += 1
+            window_images += images.shape[0] * rt.world
+            if not last_micro:
+                continue
+            lrs = apply_schedule(optimizer, schedule, state.step)
+            gnorm = _grad_norm(p for p in model.parameters())
+            finite = torch.isfinite(method_loss.float()) & torch.isfinite(gnorm)
+            if rt.world > 1:  # every rank stops together; the logged loss is the global mean
+                stats = torch.stack([method_loss.float(), finite.float()]).to(rt.device)
+                dist.all_reduce(stats)
+                method_loss, finite = stats[0] / rt.world, stats[1] == rt.world
+            if not bool(finite):
+                state.status, state.diverged_at = "diverged", state.step
+                break
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            do_log = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == total
+            group_norms = ({name: float(_grad_norm(mod.parameters()))
+                            for name, mod in method.grad_groups().items()} if do_log else {})
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            method.after_optimizer_step(state.step, total)
+            state.step += 1
+            state.last_loss = float(method_loss)
+            if do_log:
+                elapsed = max(time.time() - window_start, 1e-9)
+                values = {"loss": state.last_loss, "lr": lrs[0], "images_per_s": window_images / elapsed,
+                          "grad_norm/total": float(gnorm),
+                          **{f"grad_norm/{k}": v for k, v in group_norms.items()},
+                          **{k: float(v) for k, v in logs.items()}}
+                state.logs = values
+                logger.log(state.step, values)
+                window_start, window_images = time.time(), 0
+            logger.advance(state.step, state.last_loss)
+            for cb in callbacks:
+                cb(state.step, state)
+            if state.step % cfg.ckpt_every == 0 and state.step < total:
+                save()
+            if state.step >= total:
+                break
+        else:  # the epoch ran out
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            continue
+        if state.status == "running" and state.batch_in_epoch >= micro_per_epoch:
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+
+    if state.status == "running":
+        state.status = "ok"
+    save(final=True)
+    logger.close()
+    metrics = {
+        "status": state.status,
+        "step": state.step if state.status == "ok" else state.diverged_at,
+        "total_steps": total,
+        "final_loss": state.last_loss,
+        "online_acc": state.logs.get("online_acc"),
+        "images_per_s": state.logs.get("images_per_s"),
+        "seconds": round(time.time() - started, 3),
+        "world_size": rt.world,
+        "provenance": provenance(params, rt.device, **run_info),
+    }
+    if rt.main:
+        write_json(metrics, out_dir / METRICS)
+    return metrics
+
+
+class _Logger:
+    """dvclive curves and a tqdm bar, on the main process only."""
+
+    def __init__(self, out_dir: Path, rt: Runtime, total: int, resume: bool, enabled: bool):
+        self.live = self.bar = None
+        if not rt.main:
+            return
+        from dvclive import Live
+        from tqdm import tqdm
+
+        self.live = Live(dir=str(out_dir / "dvclive"), resume=resume, save_dvc_exp=False,
+                         dvcyaml=None, report=None)
+        self.bar = tqdm(total=total, disable=not enabled, mininterval=2.0, desc=out_dir.name)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if self.live is None:
+            return
+        self.live.step = step
+        for name, value in values.items():
+            if value is not None and math.isfinite(value):
+                self.live.log_metric(f"train/{name}", value)
+        self.live.next_step()
+
+    def advance(self, step: int, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.live is not None:
+            self.live.end()
+
+
+def load_encoder(path: str | Path, model: nn.Module | None = None) -> dict[str, Any]:
+    """Read an ``encoder.pt``; with ``model``, load its weights strictly (mismatch = error)."""
+    ckpt = load_checkpoint(path)
+    if "state_dict" not in ckpt:
+        raise ConfigError(f"{path}: not an encoder checkpoint (no 'state_dict')")
+    if model is not None:
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+        if missing or unexpected:
+            raise ConfigError(f"{path}: weights do not fit {type(model).__name__} "
+                              f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    return ckpt

@@ -1,0 +1,66 @@
+"""What a training method is: its networks, its views, and a loss that is a pure function.
+
+The engine (`common.engine`) owns everything else: devices, DDP, AMP, optimizer and schedule,
+checkpoints and resume, logging, the online linear classifier. A method subclasses `Method`
+and implements `training_step`; methods with momentum networks also implement
+`after_optimizer_step`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class StepOutput:
+    """What one training step of a method returns.
+
+    ``loss``: the scalar to minimise. ``features``: backbone (pre-projection) features of one
+    view, which the engine's online linear classifier reads detached (None: no online probe).
+    ``logs``: extra scalars for the curves.
+    """
+
+    loss: torch.Tensor
+    features: torch.Tensor | None = None
+    logs: dict[str, float | torch.Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class of every training method (SimCLR, BYOL, MoCo v2, SwAV, supervised, CQ, BURN)."""
+
+    name = "method"
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.channels_last = False  # set by the engine on GPU
+
+    @property
+    def feature_dim(self) -> int:
+        return self.backbone.feature_dim
+
+    def as_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Views leave the view pipeline in the engine's memory format."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor,
+                      generator: torch.Generator) -> StepOutput:
+        """One step's loss on a batch of uint8 images (B, 3, H, W); views drawn from ``generator``."""
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor,
+                generator: torch.Generator) -> StepOutput:
+        return self.training_step(images, labels, generator)
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called after every optimizer step (momentum / EMA updates). Default: nothing."""
+
+    def grad_groups(self) -> dict[str, nn.Module]:
+        """Named module groups whose gradient norms are logged (default: every child)."""
+        return dict(self.named_children())
+
+    def encoder(self) -> nn.Module:
+        """The network that downstream evaluation uses (saved as ``encoder.pt``)."""
+        return self.backbone

@@ -1,0 +1,176 @@
+"""The training engine: resume, divergence, outputs, and DDP (two gloo processes) equivalence."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.checkpoint import load_checkpoint, save_checkpoint
+from common.engine import CHECKPOINT, ENCODER, METRICS, TrainConfig, load_encoder, train
+from common.errors import ConfigError
+from common.methods.base import StepOutput
+from tests.engine_fixtures import tiny_config, tiny_dataset, tiny_simclr
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def crash_at(step):
+    def callback(s, state):
+        if s == step:
+            raise Crash(f"simulated crash after step {s}")
+    return callback
+
+
+def assert_same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, accum):
+    data = tiny_dataset()  # 64 images, batch 16: 4 steps per epoch (2 with accumulation 2)
+    cfg = tiny_config(steps=10, accum_steps=accum)
+    whole = tiny_simclr()
+    train(whole, data, cfg, tmp_path / "whole")
+
+    broken = tiny_simclr()
+    with pytest.raises(Crash):  # dies after step 7; the last checkpoint is step 6 (mid-epoch)
+        train(broken, data, cfg, tmp_path / "broken", callbacks=[crash_at(7)])
+    assert load_checkpoint(tmp_path / "broken" / CHECKPOINT)["state"]["step"] == 6
+    assert not (tmp_path / "broken" / METRICS).exists()
+    resumed = tiny_simclr()  # a fresh process would start from fresh weights too
+    metrics = train(resumed, data, cfg, tmp_path / "broken")
+    assert metrics["status"] == "ok" and metrics["step"] == 10
+    assert_same_weights(resumed, whole)
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
+    data = tiny_dataset()
+    train(tiny_simclr(), data, tiny_config(steps=3), tmp_path)
+    with pytest.warns(UserWarning, match="other settings"):
+        metrics = train(tiny_simclr(), data, tiny_config(steps=4, lr=0.1), tmp_path)
+    assert metrics["step"] == 4
+
+
+def test_outputs_metrics_provenance_and_curves(tmp_path):
+    method = tiny_simclr()
+    metrics = train(method, tiny_dataset(), tiny_config(steps=4), tmp_path,
+                    params={"lr": 0.3}, encoder_meta={"backbone": "cifar_resnet20"},
+                    run_info={"dataset": "synthetic", "profile": "smoke"})
+    on_disk = json.loads((tmp_path / METRICS).read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert on_disk["status"] == "ok" and on_disk["step"] == 4
+    prov = on_disk["provenance"]
+    for key in ("git_commit", "params_hash", "device", "dataset", "profile"):
+        assert prov[key]
+    assert prov["dataset"] == "synthetic" and prov["profile"] == "smoke"
+    curves = json.loads((tmp_path / "dvclive" / "metrics.json").read_text())["train"]
+    for key in ("loss", "lr", "images_per_s", "online_acc"):
+        assert key in curves
+    assert set(curves["grad_norm"]) == {"total", "backbone", "projector"}
+    encoder = load_encoder(tmp_path / ENCODER, tiny_simclr().backbone)
+    assert encoder["backbone"] == "cifar_resnet20"
+    for k, v in method.backbone.state_dict().items():
+        assert torch.equal(encoder["state_dict"][k], v)
+
+
+def test_training_lowers_the_loss(tmp_path):
+    losses = []
+    train(tiny_simclr(), tiny_dataset(), tiny_config(steps=40, log_every=1), tmp_path,
+          callbacks=[lambda s, state: losses.append(state.last_loss)])
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_non_finite_loss_ends_with_status_diverged(tmp_path):
+    method = tiny_simclr()
+    original = method.training_step
+    calls = {"n": 0}
+
+    def step(images, labels, generator):
+        out = original(images, labels, generator)
+        calls["n"] += 1
+        if calls["n"] >= 5:  # the 5th forward, i.e. optimizer step index 4, goes non-finite
+            return StepOutput(out.loss * float("nan"), out.features, out.logs)
+        return out
+
+    method.training_step = step
+    metrics = train(method, tiny_dataset(), tiny_config(steps=10), tmp_path)
+    assert metrics["status"] == "diverged" and metrics["step"] == 4
+    on_disk = json.loads((tmp_path / METRICS).read_text())
+    assert on_disk["status"] == "diverged" and on_disk["step"] == 4
+    assert (tmp_path / ENCODER).exists()
+    for p in method.parameters():  # the non-finite step was never applied
+        assert torch.isfinite(p).all()
+
+
+def test_bad_settings_are_one_clear_error():
+    with pytest.raises(ConfigError, match="exactly one of steps or epochs"):
+        TrainConfig(batch_size=8)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        TrainConfig.from_dict({"steps": 3, "bach_size": 4})
+    with pytest.raises(ConfigError, match="train.amp"):
+        TrainConfig(steps=3, amp="fp8")
+    with pytest.raises(ConfigError, match="accumulation"):
+        train(tiny_simclr(), tiny_dataset(), tiny_config(batch_size=15, accum_steps=2), "/tmp/unused")
+    with pytest.raises(ConfigError, match="needs at least"):
+        train(tiny_simclr(), tiny_dataset(8), tiny_config(batch_size=16), "/tmp/unused")
+
+
+class PickledCode:
+    pass
+
+
+def test_checkpoints_are_atomic_and_weights_only(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"w": torch.ones(2)}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+    path.write_bytes(path.read_bytes()[:20])  # truncated
+    with pytest.raises(ConfigError, match="c.pt"):
+        load_checkpoint(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"obj": PickledCode()}, path)  # arbitrary pickled objects are refused
+    with pytest.raises(ConfigError, match="weights-only"):
+        load_checkpoint(path)
+
+
+@pytest.mark.ddp
+def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--standalone", str(REPO / "tests" / "ddp_engine_run.py"),
+           str(tmp_path / "ddp")]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    single = tiny_simclr(deterministic_views=True)
+    one = train(single, tiny_dataset(), tiny_config(steps=3, sync_bn=True), tmp_path / "single")
+    two = json.loads((tmp_path / "ddp" / METRICS).read_text())
+    assert two["world_size"] == 2 and two["status"] == "ok"
+    assert two["final_loss"] == pytest.approx(one["final_loss"], abs=1e-5)
+    rank0 = torch.load(tmp_path / "ddp" / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "ddp" / "rank1.pt", weights_only=True)
+    reference = single.state_dict()
+    for key, value in reference.items():
+        assert torch.equal(rank0[key], rank1[key]), key  # ranks stay in lockstep
+        if value.is_floating_point():
+            assert torch.allclose(rank0[key], value, atol=1e-5), key
+        else:
+            assert torch.equal(rank0[key], value), key
