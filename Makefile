@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Stage commands call `python -m ...`: run them with the project's interpreter.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup repro test bench lock clean-venv
 
@@ -18,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 repro: setup
-	$(VENV)/bin/dvc repro
+	dvc repro
 
 test: setup
 	$(PY) -m pytest -q

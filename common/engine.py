@@ -388,6 +388,7 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
         "images_per_s": state.logs.get("images_per_s"),
         "seconds": round(time.time() - started, 3),
         "world_size": rt.world,
+        "method": method.summary(),
         "provenance": provenance(params, rt.device, **run_info),
     }
     if rt.main:

@@ -107,12 +107,13 @@ def sample_precisions(precisions: Sequence[int], n: int = 2, generator: torch.Ge
     """
     if not precisions:
         raise ConfigError("precision: cannot draw from an empty precision set")
-    pool = torch.tensor(list(precisions))
+    pool = list(precisions)
+    device = generator.device if generator is not None else "cpu"
     if distinct and len(pool) >= n:
-        idx = torch.randperm(len(pool), generator=generator)[:n]
+        idx = torch.randperm(len(pool), generator=generator, device=device)[:n]
     else:
-        idx = torch.randint(len(pool), (n,), generator=generator)
-    return [int(pool[i]) for i in idx]
+        idx = torch.randint(len(pool), (n,), generator=generator, device=device)
+    return [pool[i] for i in idx.tolist()]
 
 
 def is_full_precision(bits: int | None) -> bool:
@@ -348,7 +349,7 @@ def default_fp_layers(model: nn.Module) -> tuple[str, ...]:
     declared = getattr(model, "default_fp_layers", None)
     if declared is not None:
         return tuple(declared)
-    return ("conv1", "*downsample.0", "fc")
+    return ("conv1", "*.downsample.0", "fc")
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:

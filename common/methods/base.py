@@ -61,6 +61,10 @@ class Method(nn.Module):
         """Named module groups whose gradient norms are logged (default: every child)."""
         return dict(self.named_children())
 
+    def summary(self) -> dict:
+        """Method-specific facts for the run's metrics JSON (default: none)."""
+        return {}
+
     def encoder(self) -> nn.Module:
         """The network that downstream evaluation uses (saved as ``encoder.pt``)."""
         return self.backbone

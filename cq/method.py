@@ -1,0 +1,166 @@
+"""Contrastive Quant on top of SimCLR or BYOL (CQ Sec. 3.3-3.4; PROTOCOLS.md section 1).
+
+`ContrastiveQuant(base, variant, precisions)` wraps a base method that supplies "NCE":
+
+- SimCLR: NCE(f_a, f_b) = NT-Xent of the projections of the two features (CQ Sec. 3.4).
+- BYOL: NCE(f_a, f_b) = BYOL's symmetrised normalized MSE: the online network (backbone,
+  projector, predictor) encodes both inputs, the EMA target encodes both inputs, and
+  l(p_a, z'_b) + l(p_b, z'_a) (both inputs fed to online and target alternately, CQ Sec. 3.4).
+
+Each iteration draws q1 != q2 from the precision set (uniformly, without replacement; a
+one-member set gives q1 = q2), encodes every (view, precision) feature of the variant's plan
+(`cq.objectives`) once, and sums the NCE terms of its pairs (Eqs. 4, 7, 8 are sums; CQ-B and CQ-C
+therefore have 2x and 4x the loss scale of SimCLR, as the equations say).
+
+Choices made where the paper is silent (all parameters):
+- Which networks are quantized: the encoder (backbone) only; projection and prediction heads stay
+  full precision. Inside the encoder, the backbone's default FP layers (`keep_fp`).
+- BYOL's target: it is an EMA copy of the quantizing online encoder, so it is a quantizing
+  network too. `target_precision="match"` (default): for a feature F_q(v) the target encodes v
+  at the same q (the target stands for the same quantized encoder); `"fp"`: the target always
+  runs in full precision.
+- q1, q2 come from the method's own generator, seeded and identical on every rank (so a DDP run
+  uses one precision pair per global batch), saved in the checkpoint for exact resume.
+- After each step the encoder is left at full precision, so anything reading it between steps
+  (evaluation, the engine's checkpoint) sees the FP network. The online linear probe reads the
+  backbone features of the plan's first key.
+- CQ-Quant's input is the unaugmented image: the base method's view pipelines should be the
+  deterministic "none" recipe (the CLI does this); view 0 is `base.views[0]`.
+- The baseline (`variant="baseline"`) runs the same code with both features at full precision and
+  no precision draw: bit for bit the base method's step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from common.errors import ConfigError
+from common.losses import nt_xent
+from common.methods.base import Method, StepOutput
+from common.methods.byol import BYOL, byol_pair_loss
+from common.methods.simclr import SimCLR
+from common.quant import (MAX_BITS, QuantConfig, parse_precision_set, quantize_model,
+                          sample_precisions, set_precision)
+from cq.objectives import Key, Plan, check_variant, needs_precisions, plan
+
+TARGET_PRECISIONS = ("match", "fp")
+
+
+@dataclass
+class Encoded:
+    features: torch.Tensor  # backbone output h
+    online: torch.Tensor  # SimCLR: projection z; BYOL: prediction p
+    target: torch.Tensor | None = None  # BYOL: target projection z'
+
+
+class ContrastiveQuant(Method):
+    """CQ-A / CQ-B / CQ-C / CQ-Quant (or the plain baseline) over a SimCLR or BYOL instance."""
+
+    name = "cq"
+
+    def __init__(self, base: Method, variant: str, precisions: str | Sequence[int] = "6-16",
+                 quant: QuantConfig | None = None, keep_fp: Sequence[str] | None = None,
+                 target_precision: str = "match", seed: int = 0):
+        nn.Module.__init__(self)  # the backbone belongs to `base`; not registered twice
+        if not isinstance(base, (SimCLR, BYOL)):
+            raise ConfigError(f"cq base method: expected SimCLR or BYOL, got {type(base).__name__}")
+        if target_precision not in TARGET_PRECISIONS:
+            raise ConfigError(f"cq target_precision: expected one of {TARGET_PRECISIONS}, got {target_precision!r}")
+        self.base = base
+        self.variant = check_variant(variant)
+        self.precisions = parse_precision_set(precisions)
+        self.target_precision = target_precision
+        self.channels_last = False
+        quant = quant or QuantConfig()
+        self.quantized = [base.backbone] + ([base.target_backbone] if isinstance(base, BYOL) else [])
+        for net in self.quantized:
+            quantize_model(net, keep_fp=keep_fp, config=quant, precisions=self.precisions)
+        self.precision_rng = torch.Generator().manual_seed(seed)
+        self.register_buffer("precision_counts", torch.zeros(MAX_BITS + 1, dtype=torch.long))
+
+    # -- the parts the engine reads -----------------------------------------------------------
+    @property
+    def backbone(self) -> nn.Module:
+        return self.base.backbone
+
+    def encoder(self) -> nn.Module:
+        return self.base.backbone
+
+    def grad_groups(self) -> dict[str, nn.Module]:
+        return self.base.grad_groups()
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        self.base.after_optimizer_step(step, total_steps)  # BYOL's EMA; nothing for SimCLR
+
+    def get_extra_state(self):
+        return {"precision_rng": self.precision_rng.get_state()}
+
+    def set_extra_state(self, state) -> None:
+        self.precision_rng.set_state(state["precision_rng"])
+
+    def summary(self) -> dict:
+        counts = {q: int(self.precision_counts[q]) for q in self.precisions}
+        return {"variant": self.variant, "base": self.base.name,
+                "precision_set": list(self.precisions), "precision_counts": counts,
+                "target_precision": self.target_precision}
+
+    # -- one step -----------------------------------------------------------------------------
+    def draw(self) -> tuple[int | None, int | None]:
+        """q1, q2 for this iteration (None, None for the baseline)."""
+        if not needs_precisions(self.variant):
+            return None, None
+        q1, q2 = sample_precisions(self.precisions, 2, self.precision_rng)
+        self.precision_counts[q1] += 1
+        self.precision_counts[q2] += 1
+        return q1, q2
+
+    def make_views(self, the_plan: Plan, images: torch.Tensor, generator) -> dict[int, torch.Tensor]:
+        pipes = {0: self.base.views[0], 1: self.base.views[0], 2: self.base.views[1]}
+        return {v: pipes[v](images, generator) for v in the_plan.views}
+
+    def encode_online(self, x: torch.Tensor, bits: int | None) -> Encoded:
+        set_precision(self.base.backbone, bits)
+        if isinstance(self.base, BYOL):
+            h, p = self.base.online_embed(x)
+            return Encoded(h, p)
+        h, z = self.base.embed(x)
+        return Encoded(h, z)
+
+    def encode_target(self, x: torch.Tensor, bits: int | None) -> torch.Tensor:
+        set_precision(self.base.target_backbone, bits if self.target_precision == "match" else None)
+        return self.base.target_embed(x)
+
+    def nce(self, a: Encoded, b: Encoded) -> torch.Tensor:
+        """The base method's NCE between two features (a symmetric loss in both cases)."""
+        if isinstance(self.base, BYOL):
+            return byol_pair_loss((a.online, b.online), (a.target, b.target))
+        return nt_xent(a.online, b.online, self.base.temperature)
+
+    def training_step(self, images, labels, generator) -> StepOutput:
+        self.base.channels_last = self.channels_last
+        q1, q2 = self.draw()
+        the_plan = plan(self.variant, q1, q2)
+        views = self.make_views(the_plan, images, generator)
+        try:
+            encoded = {key: self.encode_online(views[key.view], key.bits) for key in the_plan.keys}
+            if isinstance(self.base, BYOL):
+                for key in the_plan.keys:
+                    encoded[key].target = self.encode_target(views[key.view], key.bits)
+        finally:
+            for net in self.quantized:
+                set_precision(net, None)
+        loss = sum(self.nce(encoded[a], encoded[b]) for a, b in the_plan.pairs)
+        logs = {} if q1 is None else {"q1": float(q1), "q2": float(q2)}
+        return StepOutput(loss, features=encoded[the_plan.keys[0]].features, logs=logs)
+
+
+def forwards_per_step(variant: str, base: str = "simclr") -> int:
+    """Encoder forwards of one step (the benchmark's ideal cost ratio): keys x (1 or 2 for BYOL)."""
+    keys = len(plan(variant, 8, 6).keys) if needs_precisions(variant) else 2
+    return keys * (2 if base == "byol" else 1)
+
+
+__all__ = ["ContrastiveQuant", "Encoded", "Key", "forwards_per_step", "TARGET_PRECISIONS"]

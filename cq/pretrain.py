@@ -1,0 +1,94 @@
+"""Pretrain with Contrastive Quant (or its plain SimCLR / BYOL baseline).
+
+    python -m cq.pretrain --method simclr --variant cq_c --backbone cifar_resnet20 \
+        --out runs/cq/simclr-cq_c-cifar_resnet20 [--params params.yaml] [key=value ...]
+
+Reads the top-level `precision` (e.g. "6-16") and the `cq` section of the parameter file, with
+`key.sub=value` overrides (e.g. `precision=4-16 cq.train.steps=100`). Writes, under --out:
+encoder.pt, checkpoint.pt, metrics.json (status, precision set and how often each width was
+drawn, provenance) and dvclive/ curves. Under `torchrun --nproc_per_node=N -m cq.pretrain ...`
+it trains with DDP; the batch size is the global batch.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+import torch
+
+from common.backbones import build_backbone
+from common.config import cli_main, load_params, section
+from common.data import build_dataset
+from common.engine import TrainConfig, train
+from common.errors import ConfigError
+from common.methods.byol import BYOL
+from common.methods.simclr import SimCLR
+from common.quant import QuantConfig
+from common.views import build_views
+from cq.method import ContrastiveQuant
+from cq.objectives import VARIANTS, check_variant
+
+BASES = {"simclr": SimCLR, "byol": BYOL}
+
+
+def build_views_for(cfg: dict, method: str, variant: str):
+    """The base method's view recipe; CQ-Quant uses no input augmentation (CQ Sec. 4.5)."""
+    options = dict(section(cfg, f"views.{method}"))
+    recipe = options.pop("recipe")
+    if variant == "cq_quant":
+        return build_views("none", options["out_size"], norm=options.get("norm", "imagenet"))
+    return build_views(recipe, **options)
+
+
+def build_cq(params: dict, method: str, variant: str, backbone_name: str) -> ContrastiveQuant:
+    """The CQ method of one (method, variant, backbone) run, from the parameter dict."""
+    cfg = section(params, "cq")
+    if method not in BASES:
+        raise ConfigError(f"--method: expected one of {sorted(BASES)}, got {method!r}")
+    check_variant(variant)
+    seed = int(params.get("seed", 0))
+    torch.manual_seed(seed)  # the same initial weights for every variant of a comparison
+    backbone = build_backbone(backbone_name, **cfg.get("backbone_options", {}).get(backbone_name, {}))
+    base = BASES[method](backbone, build_views_for(cfg, method, variant), **cfg.get(method, {}))
+    q = dict(cfg.get("quant", {}))
+    quant = QuantConfig(mode=q.get("mode", "floor"), grad_bits=q.get("grad_bits"),
+                        switchable_bn=bool(q.get("switchable_bn", False)))
+    return ContrastiveQuant(base, variant, str(params.get("precision", "6-16")), quant,
+                            keep_fp=q.get("keep_fp"), target_precision=q.get("target_precision", "match"),
+                            seed=seed)
+
+
+def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -> dict:
+    cfg = section(params, "cq")
+    cq = build_cq(params, method, variant, backbone_name)
+    data = section(cfg, "dataset")
+    root = data.get("root", params.get("data", {}).get("root"))
+    dataset = build_dataset(data["name"], root, data.get("split", "train"), **data.get("options", {}))
+    train_cfg = TrainConfig.from_dict({"seed": int(params.get("seed", 0)), **section(cfg, "train")})
+    run_params = {"precision": params.get("precision"), "cq": cfg, "seed": params.get("seed", 0),
+                  "method": method, "variant": variant, "backbone": backbone_name}
+    meta = {"backbone": backbone_name,
+            "backbone_kwargs": cfg.get("backbone_options", {}).get(backbone_name, {}),
+            "method": method, "variant": variant}
+    info = {"dataset": data["name"], "profile": params.get("profile", "unknown"), "stage": "cq.pretrain"}
+    return train(cq, dataset, train_cfg, out, params=run_params, encoder_meta=meta, run_info=info)
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cq.pretrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--method", required=True, choices=sorted(BASES))
+    parser.add_argument("--variant", required=True, choices=VARIANTS)
+    parser.add_argument("--backbone", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value settings, e.g. precision=4-16")
+    args = parser.parse_args(argv)
+    params = load_params(args.params, args.overrides)
+    metrics = run(params, args.method, args.variant, args.backbone, args.out)
+    print(f"{args.out}: {metrics['status']} at step {metrics['step']}, loss {metrics['final_loss']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
