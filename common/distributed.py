@@ -103,3 +103,13 @@ def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
     if world_size() == 1:
         return x
     return _AllReduceWithGrad.apply(x)
+
+
+def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``x`` (B, ...) concatenated in rank order, without gradient (MoCo's queue
+    keys, SwAV's queue); ``x`` itself in one process."""
+    if world_size() == 1:
+        return x
+    pieces = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(pieces, x.contiguous())
+    return torch.cat(pieces, dim=0)

@@ -55,7 +55,10 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
         if type(child) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
             sync = CPUSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
                                     child.track_running_stats)
-            sync.load_state_dict(child.state_dict())
+            # The same Parameter and buffer objects: frozen stays frozen, optimizers keep theirs.
+            sync._parameters = child._parameters
+            sync._buffers = child._buffers
+            sync.train(child.training)
             setattr(module, name, sync)
         else:
             convert_sync_batchnorm(child, device)

@@ -1,0 +1,41 @@
+"""`dvc exp run -S precision=4-16` in a temporary clone changes what the CQ stage draws from."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE = "cq_pretrain@simclr-cq_a-cifar_resnet20"
+OUT = Path("runs/cq/simclr-cq_a-cifar_resnet20/metrics.json")
+
+
+def run(cmd, cwd, env):
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done.stdout
+
+
+@pytest.mark.e2e
+def test_dvc_exp_run_with_another_precision_set(tmp_path):
+    clone = tmp_path / "repo"
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
+           "OMP_NUM_THREADS": "1"}
+    run(["git", "clone", "--quiet", str(REPO), str(clone)], tmp_path, env)
+    dvc = str(bindir / "dvc")
+    run([dvc, "exp", "run", "--name", "p416", "-S", "precision=4-16", "-S", "cq.train.steps=3", STAGE],
+        clone, env)
+    metrics = json.loads((clone / OUT).read_text())
+    assert metrics["status"] == "ok"
+    assert metrics["method"]["precision_set"] == list(range(4, 17))
+    counts = metrics["method"]["precision_counts"]
+    assert set(map(int, counts)) == set(range(4, 17)) and sum(counts.values()) == 2 * 3
+
+    shown = json.loads(run([dvc, "exp", "show", "--json"], clone, env))
+    text = json.dumps(shown)
+    assert "p416" in text and '"precision": "4-16"' in text
