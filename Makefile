@@ -26,7 +26,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) bench/quant.py
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Re-pin the lock from what is installed in .venv (maintainers only).
 lock: setup
