@@ -309,7 +309,7 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
                              "state": asdict(state), "rng": rngs, "params_hash": phash,
                              "world": rt.world}, ckpt_path)
             if final:
-                save_checkpoint({**encoder_meta, "state_dict": method.encoder().state_dict()},
+                save_checkpoint({**encoder_meta, "state_dict": method.encoder_state_dict()},
                                 out_dir / ENCODER)
 
     window_start, window_images = time.time(), 0

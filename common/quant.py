@@ -388,6 +388,23 @@ def quantize_model(model: nn.Module, keep_fp: Sequence[str] | None = None,
     return model
 
 
+def plain_state_dict(model: nn.Module) -> dict:
+    """A converted model's state dict as the unconverted model would have it: the CPT
+    activation statistics dropped and a switchable BatchNorm represented by its FP copy."""
+    plain = {}
+    for key, value in model.state_dict().items():
+        if key.rsplit(".", 1)[-1] in ("act_min", "act_range", "act_tracked"):
+            continue
+        if ".bns." in key:
+            head, _, rest = key.partition(".bns.")
+            width, _, leaf = rest.partition(".")
+            if width != "fp":
+                continue
+            key = f"{head}.{leaf}"
+        plain[key] = value
+    return plain
+
+
 def quant_layers(model: nn.Module) -> Iterator[nn.Module]:
     """The quantizing layers (and switchable BatchNorms) of a model."""
     for m in model.modules():

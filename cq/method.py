@@ -42,8 +42,8 @@ from common.losses import nt_xent
 from common.methods.base import Method, StepOutput
 from common.methods.byol import BYOL, byol_pair_loss
 from common.methods.simclr import SimCLR
-from common.quant import (MAX_BITS, QuantConfig, parse_precision_set, quantize_model,
-                          sample_precisions, set_precision)
+from common.quant import (MAX_BITS, QuantConfig, parse_precision_set, plain_state_dict,
+                          quantize_model, sample_precisions, set_precision)
 from cq.objectives import Key, Plan, check_variant, needs_precisions, plan
 
 TARGET_PRECISIONS = ("match", "fp")
@@ -88,6 +88,10 @@ class ContrastiveQuant(Method):
 
     def encoder(self) -> nn.Module:
         return self.base.backbone
+
+    def encoder_state_dict(self) -> dict:
+        """The encoder as a plain (unconverted) backbone state dict, for evaluation."""
+        return plain_state_dict(self.base.backbone)
 
     def grad_groups(self) -> dict[str, nn.Module]:
         return self.base.grad_groups()

@@ -317,3 +317,15 @@ def test_bad_config():
         QuantConfig(mode="log")
     with pytest.raises(ConfigError, match="grad_bits"):
         QuantConfig(grad_bits=0)
+
+
+def test_plain_state_dict_loads_into_the_unconverted_model():
+    from common.quant import plain_state_dict
+    model = cifar_resnet18()
+    quantize_model(model, config=QuantConfig(mode="cpt", switchable_bn=True), precisions=[4, 8])
+    set_precision(model, 4)
+    model(torch.randn(2, 3, 32, 32))  # fills the 4-bit BN and the activation EMAs
+    plain = cifar_resnet18()
+    plain.load_state_dict(plain_state_dict(model))  # strict: same keys as the plain model
+    fp_bn = model.layer1[0].bn1.bns["fp"]
+    assert torch.equal(plain.layer1[0].bn1.running_mean, fp_bn.running_mean)

@@ -66,5 +66,9 @@ class Method(nn.Module):
         return {}
 
     def encoder(self) -> nn.Module:
-        """The network that downstream evaluation uses (saved as ``encoder.pt``)."""
+        """The network that downstream evaluation uses."""
         return self.backbone
+
+    def encoder_state_dict(self) -> dict:
+        """What ``encoder.pt`` stores: a state dict that loads into a plain backbone."""
+        return self.encoder().state_dict()

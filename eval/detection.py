@@ -1,0 +1,642 @@
+"""Detection transfer: Faster R-CNN fine-tuned from the project's backbones on VOC (BURN Table 1,
+CQ Table 3; PROTOCOLS.md sec. 3, "Detection"), evaluated with eval/voc_eval.py.
+
+    python -m eval.detection --encoder runs/x/encoder.pt --out runs/x/detection \\
+        [--profile smoke|mini|paper] [--dataset voc_det --root DIR] [--trials 5] [key=value ...]
+
+The model, on torchvision's detection components (`FasterRCNN` with our own backbone and box head):
+- "C4" layout (the reference's, detectron2's Res5ROIHeads): the backbone is the ResNet up to res4
+  (conv1, bn1, maxpool, layer1..layer3; feature stride 16); the RPN and the RoI pooling run on
+  that single map (one anchor level, sizes 32..512, aspect ratios 0.5, 1, 2); each RoI is pooled
+  to 14x14 and goes through res5 (layer4, its first block has stride 2: 14x14 -> 7x7), then the
+  extra BatchNorm of the reference ("Res5ROIHeadsExtraNorm"), global average pooling and the
+  box predictor (class scores + class-specific box deltas). Nothing is frozen.
+- "fpn" (an option): ResNet layer1..layer4 with torchvision's FPN (256 channels, max-pool P6),
+  one anchor size a level, MultiScaleRoIAlign 7x7, the two-layer MLP box head.
+- BatchNorm: plain BN in one process; synchronized over ranks under torchrun (`sync_bn`,
+  common/syncbn.py: torch's SyncBatchNorm on GPU, ours on CPU).
+
+Which part of a network is "res4" and which is "res5" (`split_network`):
+- torchvision ResNets (`resnet18/34/50`): backbone = conv1 .. layer3, box head = layer4.
+  With the ImageNet stem the stride is 16; with `cifar_stem` it is 4.
+- CIFAR ResNets (`cifar_resnet*`, three stages): backbone = conv1 .. layer2 (stride 2), box head =
+  layer3 (the last stage, stride 2), by the same rule "the last stage is the box head".
+- ReActNet-A (the binary-backbone adapter, BURN's student and its baselines): backbone = stem +
+  blocks.0 .. blocks.10, box head = blocks.11 (the last stride-2 block, 512 -> 1024) and
+  blocks.12, then the extra BatchNorm. ImageNet variant: stem stride 2 and stride-2 blocks 1, 3,
+  5 give stride 16 at blocks.10, exactly the C4 split; the `small_images` variant reaches only
+  stride 4 there (its stem and block 1 have stride 1). Binary layers stay binary: the adapter
+  fine-tunes the network as it is, the FP stem included.
+The feature stride is measured (a forward on a 64 px image) rather than assumed, and the RoI
+pooling uses it, so every split above works.
+
+Training (the reference protocol, every number a field of `DetectionConfig`; profiles scale it):
+VOC07+12 trainval, shorter side drawn per image from 480..800 step 32, horizontal flip with
+probability 1/2, test shorter side 800, longer side at most 1333, RGB with torchvision's mean /
+std, global batch 16, SGD lr 0.02, momentum 0.9, weight decay 1e-4, 24k iterations, lr x0.1 at
+18k and 22k, 100 warm-up iterations; N trials with seeds seed, seed + 1, ...: mean +- std.
+
+Choices where the papers and the protocol are silent, or where torchvision differs:
+- Warm-up as detectron2's: the lr factor grows linearly from `warmup_factor` (0.001) to 1 over
+  `warmup_iters`; then x`gamma` at each milestone.
+- Weight decay on every parameter except normalisation layers' (detectron2's WEIGHT_DECAY_NORM
+  = 0); biases decay as in detectron2's default.
+- RoI pooling: RoIAlign with `aligned=True` (detectron2's ROIAlignV2), sampling ratio 0
+  (adaptive), output 14x14 for C4; torchvision's MultiScaleRoIAlign uses aligned=False, so the C4
+  pooler is our own small module; the FPN variant keeps torchvision's.
+- RPN / RoI-head settings are detectron2's C4 defaults where torchvision's differ: 12000 / 6000
+  pre-NMS and 2000 / 1000 post-NMS proposals (train / test), 256 anchors and 512 RoIs per
+  image, 25% positive RoIs, test score threshold 0.05, NMS 0.5, 100 detections per image.
+  torchvision's loss functions are kept (smooth-L1 with beta 1/9 for box regression in both
+  stages; detectron2 uses plain L1 in the RPN), as are its box-coder weights (10, 10, 5, 5).
+- Difficult objects are used in training (as detectron2's VOC loader does; `train_difficult`),
+  and ignored by the evaluator.
+- Sampling: an infinite stream of seeded permutations of the training set (detectron2's
+  TrainingSampler); the flip of each draw comes from the same seeded generator. Under torchrun
+  each rank takes every world-th image of the global batch; `batch_size` must divide by it.
+- std over trials: population std (ddof = 0); per-class values are means over trials.
+- A non-finite loss stops that trial with status "diverged" (its metrics are left out of the
+  mean and the trial is listed).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import yaml
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from common.backbones import build_backbone
+from common.backbones.reactnet import ReActNetA
+from common.checkpoint import load_checkpoint, write_json
+from common.config import apply_overrides, cli_main
+from common.data import build_dataset
+from common.engine import setup_runtime
+from common.errors import ConfigError
+from common.provenance import provenance
+from common.syncbn import convert_sync_batchnorm
+from eval.voc_eval import VOCDetectionEvaluator
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's RGB mean / std (inputs in [0, 1])
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Activation statistics of quantizing layers (common/quant.py): not weights, not loaded.
+QUANT_STAT_SUFFIXES = (".act_min", ".act_range", ".act_tracked")
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class DetectionConfig:
+    """Every setting of the suite; the defaults are the reference protocol (`paper`)."""
+
+    dataset: str = "voc_det"
+    root: str | None = None
+    train_data: list = field(default_factory=lambda: [
+        {"split": "trainval", "options": {"year": "2007"}},
+        {"split": "trainval", "options": {"year": "2012"}}])
+    test_data: dict = field(default_factory=lambda: {"split": "test", "options": {"year": "2007"}})
+    layout: str = "c4"  # c4 | fpn
+    train_sizes: list = field(default_factory=lambda: list(range(480, 801, 32)))
+    test_size: int = 800
+    max_size: int = 1333
+    flip: bool = True
+    train_difficult: bool = True
+    batch_size: int = 16
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    iterations: int = 24000
+    milestones: list = field(default_factory=lambda: [18000, 22000])
+    gamma: float = 0.1
+    warmup_iters: int = 100
+    warmup_factor: float = 0.001
+    anchor_sizes: list = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    aspect_ratios: list = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    pooler_resolution: int = 14
+    rpn_pre_nms_train: int = 12000
+    rpn_pre_nms_test: int = 6000
+    rpn_post_nms_train: int = 2000
+    rpn_post_nms_test: int = 1000
+    rpn_batch_per_image: int = 256
+    roi_batch_per_image: int = 512
+    roi_positive_fraction: float = 0.25
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_image: int = 100
+    sync_bn: bool = True
+    trials: int = 5
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    eval_batch_size: int = 1
+    log_every: int = 20
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DetectionConfig":
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"detection: unknown setting(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+    def __post_init__(self):
+        for name in ("test_size", "max_size", "batch_size", "trials", "eval_batch_size",
+                     "pooler_resolution", "log_every", "rpn_batch_per_image", "roi_batch_per_image"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"detection.{name}={value!r}: expected a positive integer")
+        for name in ("iterations", "warmup_iters", "seed", "num_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"detection.{name}={value!r}: expected an integer >= 0")
+        if self.layout not in ("c4", "fpn"):
+            raise ConfigError(f"detection.layout={self.layout!r}: expected c4 or fpn")
+        if not self.train_sizes or not all(isinstance(s, int) and s > 0 for s in self.train_sizes):
+            raise ConfigError(f"detection.train_sizes={self.train_sizes!r}: expected a list of positive integers")
+        if list(self.milestones) != sorted(self.milestones):
+            raise ConfigError(f"detection.milestones={self.milestones!r}: expected increasing iterations")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("detection: expected lr > 0, weight_decay >= 0 and 0 <= momentum < 1")
+        if self.layout == "fpn" and len(self.anchor_sizes) != 5:
+            raise ConfigError(f"detection.anchor_sizes={self.anchor_sizes!r}: fpn needs one size for each of 5 levels")
+        if not isinstance(self.train_data, list) or not all(isinstance(e, dict) and "split" in e for e in self.train_data):
+            raise ConfigError("detection.train_data: expected a list of {split: ..., options: {...}}")
+        if not isinstance(self.test_data, dict) or "split" not in self.test_data:
+            raise ConfigError("detection.test_data: expected {split: ..., options: {...}}")
+
+
+_SMALL_RPN = {"rpn_pre_nms_train": 600, "rpn_pre_nms_test": 300, "rpn_post_nms_train": 128,
+              "rpn_post_nms_test": 64, "rpn_batch_per_image": 64, "roi_batch_per_image": 64}
+
+PROFILES: dict[str, dict] = {
+    "paper": {},
+    # CPU-feasible, on the project's VOC2007 subset (250 train, 250 test images); lr scaled
+    # linearly with the batch (0.02 * 4 / 16).
+    "mini": {"root": "../shared/data/voc2007", "train_data": [{"split": "train", "options": {}}],
+             "test_data": {"split": "test", "options": {}}, "train_sizes": [256, 288, 320],
+             "test_size": 320, "max_size": 533, "batch_size": 4, "lr": 0.005, "iterations": 600,
+             "milestones": [450, 550], "warmup_iters": 50, "trials": 2, **_SMALL_RPN},
+    # Seconds on a CPU: the generated boxes of `synthetic_det` at 64 px.
+    "smoke": {"dataset": "synthetic_det", "root": None,
+              "train_data": [{"split": "train", "options": {"num_images": 64, "image_size": 64}}],
+              "test_data": {"split": "test", "options": {"num_images": 32, "image_size": 64}},
+              "train_sizes": [64], "test_size": 64, "max_size": 128, "batch_size": 4,
+              "lr": 0.02, "iterations": 30, "milestones": [24], "warmup_iters": 5,
+              "anchor_sizes": [16, 32, 64], "pooler_resolution": 8, "trials": 2, "log_every": 10,
+              **_SMALL_RPN},
+}
+
+
+def make_config(profile: str = "paper", overrides: dict | None = None) -> DetectionConfig:
+    """The profile's settings with `overrides` (a dict of fields) on top."""
+    if profile not in PROFILES:
+        raise ConfigError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    base = {k: v for k, v in asdict(DetectionConfig()).items()}
+    return DetectionConfig.from_dict({**base, **PROFILES[profile], **(overrides or {})})
+
+
+# --------------------------------------------------------------------------------------------
+# Model: backbone / box-head split, C4 and FPN detectors
+# --------------------------------------------------------------------------------------------
+
+def load_encoder_network(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild the backbone of an encoder.pt and load its weights (strictly, quantizer
+    statistics aside). Returns (network, checkpoint metadata)."""
+    ckpt = load_checkpoint(path)
+    if "state_dict" not in ckpt or "backbone" not in ckpt:
+        raise ConfigError(f"{path}: expected an encoder.pt with 'backbone' and 'state_dict'")
+    net = build_backbone(ckpt["backbone"], **(ckpt.get("backbone_kwargs") or {}))
+    state = {k: v for k, v in ckpt["state_dict"].items() if not k.endswith(QUANT_STAT_SUFFIXES)}
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ConfigError(f"{path}: weights do not fit {ckpt['backbone']} "
+                          f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err})") from None
+    if missing or unexpected:
+        raise ConfigError(f"{path}: weights do not fit {ckpt['backbone']} "
+                          f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    return net, {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
+def split_network(net: nn.Module) -> tuple[nn.Sequential, nn.Sequential]:
+    """(backbone up to "res4", box-head stage "res5"), sharing the network's modules; the
+    children keep their names, so their state-dict keys are the checkpoint's."""
+    if isinstance(net, ReActNetA):
+        trunk = OrderedDict(stem=net.stem)
+        trunk.update((f"blocks.{i}", net.blocks[i]) for i in range(len(net.blocks) - 2))
+        head = OrderedDict((f"blocks.{i}", net.blocks[i])
+                           for i in range(len(net.blocks) - 2, len(net.blocks)))
+        return _dotted_sequential(trunk), _dotted_sequential(head)
+    stages = sorted((name for name, _ in net.named_children() if name.startswith("layer")),
+                    key=lambda n: int(n[5:]))
+    if not hasattr(net, "conv1") or len(stages) < 2:
+        raise ConfigError(f"backbone {type(net).__name__}: no detection split known "
+                          "(expected a ResNet with conv1 and layerN stages, or ReActNet-A)")
+    trunk = OrderedDict()
+    for name in ("conv1", "bn1", "relu", "maxpool", *stages[:-1]):
+        if hasattr(net, name):
+            trunk[name] = getattr(net, name)
+    return nn.Sequential(trunk), nn.Sequential(OrderedDict([(stages[-1], getattr(net, stages[-1]))]))
+
+
+class _DottedSequential(nn.Sequential):
+    """A Sequential whose children may be called "blocks.3": registered under "blocks_3" (module
+    names cannot hold dots) and mapped back to the dotted names in `original_state_dict`."""
+
+    def original_state_dict(self) -> dict:
+        return {k.replace("_", ".", 1) if k.startswith("blocks_") else k: v
+                for k, v in self.state_dict().items()}
+
+
+def _dotted_sequential(children: OrderedDict) -> _DottedSequential:
+    return _DottedSequential(OrderedDict((k.replace(".", "_"), v) for k, v in children.items()))
+
+
+def module_state_dict(module: nn.Module) -> dict:
+    """State dict under the source network's names (see `_DottedSequential`)."""
+    return module.original_state_dict() if isinstance(module, _DottedSequential) else module.state_dict()
+
+
+@torch.no_grad()
+def probe_split(trunk: nn.Module, stage: nn.Module, size: int = 64) -> tuple[int, int, int]:
+    """(feature stride, trunk channels, head channels), measured by a forward of one size x size
+    image in eval mode (no BatchNorm statistics change; the modes are restored)."""
+    modes = [m.training for m in (trunk, stage)]
+    trunk.eval(), stage.eval()
+    features = trunk(torch.zeros(1, 3, size, size))
+    head = stage(features)
+    trunk.train(modes[0]), stage.train(modes[1])
+    return size // features.shape[-1], features.shape[1], head.shape[1]
+
+
+class C4Backbone(nn.Module):
+    """The network up to res4; returns {"0": the single feature map}."""
+
+    def __init__(self, trunk: nn.Module, channels: int):
+        super().__init__()
+        self.body = trunk
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return OrderedDict([("0", self.body(x))])
+
+
+class AlignedRoIPool(MultiScaleRoIAlign):
+    """RoIAlign of the single C4 map with aligned=True (detectron2's ROIAlignV2), adaptive
+    sampling, at the trunk's measured stride. A MultiScaleRoIAlign subclass only because
+    torchvision's FasterRCNN accepts no other pooler type."""
+
+    def __init__(self, output_size: int, stride: int):
+        super().__init__(["0"], output_size, sampling_ratio=0)
+        self.output_size = output_size
+        self.spatial_scale = 1.0 / stride
+
+    def forward(self, features: dict, proposals: list, image_shapes: list) -> torch.Tensor:
+        return roi_align(features["0"], proposals, self.output_size, self.spatial_scale,
+                         sampling_ratio=0, aligned=True)
+
+
+class Res5BoxHead(nn.Module):
+    """res5 on the pooled RoIs, the reference's extra BatchNorm, global average pooling."""
+
+    def __init__(self, stage: nn.Module, channels: int):
+        super().__init__()
+        self.res5 = stage
+        self.norm = nn.BatchNorm2d(channels)
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.res5(x)).mean(dim=(2, 3))
+
+
+def _detector_kwargs(cfg: DetectionConfig) -> dict:
+    return dict(min_size=tuple(cfg.train_sizes), max_size=cfg.max_size,
+                image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
+                rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_train, rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_test,
+                rpn_post_nms_top_n_train=cfg.rpn_post_nms_train, rpn_post_nms_top_n_test=cfg.rpn_post_nms_test,
+                rpn_batch_size_per_image=cfg.rpn_batch_per_image,
+                box_batch_size_per_image=cfg.roi_batch_per_image,
+                box_positive_fraction=cfg.roi_positive_fraction, box_score_thresh=cfg.score_thresh,
+                box_nms_thresh=cfg.nms_thresh, box_detections_per_img=cfg.detections_per_image)
+
+
+def build_c4_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig) -> FasterRCNN:
+    """Faster R-CNN C4 on `net`'s modules (shared, not copied); num_classes without background."""
+    trunk, stage = split_network(net)
+    stride, trunk_channels, head_channels = probe_split(trunk, stage)
+    backbone = C4Backbone(trunk, trunk_channels)
+    anchors = AnchorGenerator(sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(tuple(cfg.aspect_ratios),))
+    model = FasterRCNN(backbone, num_classes=None, rpn_anchor_generator=anchors,
+                       box_roi_pool=AlignedRoIPool(cfg.pooler_resolution, stride),
+                       box_head=Res5BoxHead(stage, head_channels),
+                       box_predictor=FastRCNNPredictor(head_channels, num_classes + 1),
+                       **_detector_kwargs(cfg))
+    model.feature_stride = stride
+    return model
+
+
+def build_fpn_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig) -> FasterRCNN:
+    """Faster R-CNN with torchvision's FPN on layer1..layer4 of a torchvision-named ResNet."""
+    names = [f"layer{i}" for i in range(1, 5)]
+    if not all(hasattr(net, n) for n in names):
+        raise ConfigError(f"layout=fpn: backbone {type(net).__name__} has no layer1..layer4 "
+                          "(expected resnet18/34/50; use layout=c4)")
+    stem = nn.Sequential(*(getattr(net, n) for n in ("conv1", "bn1", "relu", "maxpool")))
+    channels = [probe_split(nn.Sequential(stem, *(getattr(net, n) for n in names[:i])),
+                            getattr(net, names[i]))[2] for i in range(4)]
+    backbone = BackboneWithFPN(net, {n: str(i) for i, n in enumerate(names)}, channels, 256,
+                               extra_blocks=LastLevelMaxPool())
+    anchors = AnchorGenerator(sizes=tuple((s,) for s in cfg.anchor_sizes),
+                              aspect_ratios=(tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes))
+    pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+    return FasterRCNN(backbone, num_classes=None, rpn_anchor_generator=anchors, box_roi_pool=pool,
+                      box_head=TwoMLPHead(256 * 7 * 7, 1024),
+                      box_predictor=FastRCNNPredictor(1024, num_classes + 1), **_detector_kwargs(cfg))
+
+
+def build_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig) -> FasterRCNN:
+    build = build_c4_detector if cfg.layout == "c4" else build_fpn_detector
+    return build(net, num_classes, cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+def build_split(cfg: DetectionConfig, entry: dict) -> Dataset:
+    return build_dataset(cfg.dataset, cfg.root, entry["split"], **(entry.get("options") or {}))
+
+
+def build_train_set(cfg: DetectionConfig) -> Dataset:
+    parts = [build_split(cfg, e) for e in cfg.train_data]
+    if not parts:
+        raise ConfigError("detection.train_data: expected at least one split")
+    joined = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    joined.num_classes, joined.classes = parts[0].num_classes, parts[0].classes
+    return joined
+
+
+class TrainView(Dataset):
+    """Items for training: float image in [0, 1], flipped when asked; boxes and labels."""
+
+    def __init__(self, dataset: Dataset, keep_difficult: bool):
+        self.dataset = dataset
+        self.keep_difficult = keep_difficult
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, bool]):
+        index, flip = key
+        image, target = self.dataset[index]
+        boxes, labels = target["boxes"].float(), target["labels"]
+        if not self.keep_difficult:
+            keep = ~target["difficult"]
+            boxes, labels = boxes[keep], labels[keep]
+        image = image.float() / 255.0
+        if flip:  # continuous coordinates: x -> W - x
+            width = image.shape[-1]
+            image = image.flip(-1)
+            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
+        return image, {"boxes": boxes.reshape(-1, 4), "labels": labels}
+
+
+def training_batches(num_images: int, cfg: DetectionConfig, seed: int, rank: int, world: int
+                     ) -> Iterator[list[tuple[int, bool]]]:
+    """This rank's share of each global batch: (index, flip) pairs drawn from seeded
+    permutations of the training set, one after the other (an infinite stream)."""
+    g = torch.Generator().manual_seed(seed)
+    stream: list[int] = []
+    while True:
+        while len(stream) < cfg.batch_size:
+            stream += torch.randperm(num_images, generator=g).tolist()
+        batch, stream = stream[:cfg.batch_size], stream[cfg.batch_size:]
+        flips = (torch.rand(cfg.batch_size, generator=g) < 0.5).tolist() if cfg.flip else [False] * cfg.batch_size
+        yield list(zip(batch, flips))[rank::world]
+
+
+def _list_collate(items):
+    return list(zip(*items))
+
+
+# --------------------------------------------------------------------------------------------
+# Training and evaluation
+# --------------------------------------------------------------------------------------------
+
+def lr_factor(step: int, cfg: DetectionConfig) -> float:
+    """detectron2's WarmupMultiStepLR: linear warm-up from warmup_factor, x gamma per milestone."""
+    factor = cfg.gamma ** sum(1 for m in cfg.milestones if step >= m)
+    if step < cfg.warmup_iters:
+        alpha = step / cfg.warmup_iters
+        factor *= cfg.warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+def make_optimizer(model: nn.Module, cfg: DetectionConfig) -> torch.optim.SGD:
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+                for p in m.parameters(recurse=False)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in norm_ids], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if id(p) in norm_ids], "weight_decay": 0.0}]
+    return torch.optim.SGD([g for g in groups if g["params"]], lr=cfg.lr, momentum=cfg.momentum)
+
+
+def train_detector(model: FasterRCNN, train_set: Dataset, cfg: DetectionConfig, seed: int,
+                   rt, log=print) -> dict:
+    """cfg.iterations SGD steps; returns {"status", "step", "final_loss"}."""
+    world = rt.world
+    if cfg.batch_size % world:
+        raise ConfigError(f"detection.batch_size={cfg.batch_size}: must divide by the {world} processes")
+    core = model
+    core.transform.min_size = tuple(cfg.train_sizes)
+    model.train()
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+    optimizer = make_optimizer(core, cfg)
+    loader = DataLoader(TrainView(train_set, cfg.train_difficult), num_workers=cfg.num_workers,
+                        batch_sampler=_take(training_batches(len(train_set), cfg, seed, rt.rank, world),
+                                            cfg.iterations),
+                        collate_fn=_list_collate)
+    loss_value = float("nan")
+    for step, (images, targets) in enumerate(loader):
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg)
+        images = [im.to(rt.device) for im in images]
+        targets = [{k: v.to(rt.device) for k, v in t.items()} for t in targets]
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            return {"status": "diverged", "step": step, "final_loss": loss_value}
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if rt.main and (step % cfg.log_every == 0 or step == cfg.iterations - 1):
+            parts = " ".join(f"{k.replace('loss_', '')} {float(v.detach()):.3f}" for k, v in losses.items())
+            log(f"iter {step + 1}/{cfg.iterations} loss {loss_value:.3f} ({parts}) "
+                f"lr {optimizer.param_groups[0]['lr']:.5f}")
+    return {"status": "ok", "step": cfg.iterations, "final_loss": loss_value}
+
+
+def _take(iterator: Iterator, n: int) -> list:
+    return [next(iterator) for _ in range(n)]
+
+
+@torch.no_grad()
+def evaluate_detector(model: FasterRCNN, test_set: Dataset, cfg: DetectionConfig, rt) -> dict:
+    """Detections on the test set (shorter side test_size), scored by eval/voc_eval.py."""
+    model.eval()
+    model.transform.min_size = (cfg.test_size,)
+    records = []
+    indices = list(range(rt.rank, len(test_set), rt.world))
+    for start in range(0, len(indices), cfg.eval_batch_size):
+        batch = [test_set[i] for i in indices[start:start + cfg.eval_batch_size]]
+        outputs = model([im.float().div(255.0).to(rt.device) for im, _ in batch])
+        for i, (_, target), out in zip(indices[start:], batch, outputs):
+            records.append((i, {k: target[k] for k in ("boxes", "labels", "difficult")},
+                            {k: v.cpu() for k, v in out.items()}))
+    if rt.world > 1:
+        gathered: list = [None] * rt.world
+        dist.all_gather_object(gathered, records)
+        records = [r for part in gathered for r in part]
+    evaluator = VOCDetectionEvaluator(test_set.classes)
+    for i, target, out in sorted(records, key=lambda r: r[0]):
+        evaluator.add(i, target, out)
+    return evaluator.evaluate()
+
+
+def run_trial(encoder: str | Path, cfg: DetectionConfig, trial: int, rt, train_set=None,
+              test_set=None, log=print) -> dict:
+    """Build the detector from the encoder, train it (seed + trial), evaluate it."""
+    seed = cfg.seed + trial
+    torch.manual_seed(seed)
+    train_set = build_train_set(cfg) if train_set is None else train_set
+    test_set = build_split(cfg, cfg.test_data) if test_set is None else test_set
+    net, _ = load_encoder_network(encoder)
+    model = build_detector(net, train_set.num_classes, cfg).to(rt.device)
+    if cfg.sync_bn and rt.world > 1:
+        model = convert_sync_batchnorm(model, rt.device)
+    start = time.time()
+    status = train_detector(model, train_set, cfg, seed, rt, log) if cfg.iterations else \
+        {"status": "ok", "step": 0, "final_loss": None}
+    result = {"seed": seed, **status, "train_seconds": round(time.time() - start, 2)}
+    if status["status"] == "ok":
+        result["metrics"] = evaluate_detector(model, test_set, cfg, rt)
+    return result
+
+
+def summarize(trials: list[dict]) -> dict:
+    """mean +- std (ddof 0) of AP / AP50 / AP75 over the finished trials; per-class means."""
+    done = [t["metrics"] for t in trials if t["status"] == "ok"]
+    summary: dict[str, Any] = {"trials_ok": len(done), "trials_diverged": [t["seed"] for t in trials
+                                                                            if t["status"] != "ok"]}
+    if not done:
+        return {**summary, "status": "diverged"}
+    for key in ("AP", "AP50", "AP75"):
+        values = np.array([m[key] for m in done])
+        summary[key] = {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
+    per_class = {}
+    for name in done[0]["per_class"]:
+        rows = [m["per_class"][name] for m in done if m["per_class"][name] is not None]
+        per_class[name] = ({k: float(np.mean([r[k] for r in rows])) for k in ("AP", "AP50", "AP75")}
+                           if rows else None)
+    return {**summary, "status": "ok", "per_class": per_class}
+
+
+def run(encoder: str | Path, cfg: DetectionConfig, out: str | Path, profile: str, log=print) -> dict:
+    """All trials; writes out/metrics.json (main process) and returns it."""
+    rt = setup_runtime(cfg.device)
+    start = time.time()
+    train_set, test_set = build_train_set(cfg), build_split(cfg, cfg.test_data)
+    trials = []
+    for t in range(cfg.trials):
+        result = run_trial(encoder, cfg, t, rt, train_set, test_set, log)
+        trials.append(result)
+        if rt.main and result["status"] == "ok":
+            m = result["metrics"]
+            log(f"trial {t + 1}/{cfg.trials} (seed {result['seed']}): AP {m['AP']:.2f} "
+                f"AP50 {m['AP50']:.2f} AP75 {m['AP75']:.2f}")
+    metrics = {**summarize(trials), "trials": trials, "encoder": str(encoder),
+               "provenance": provenance(asdict(cfg), rt.device, dataset=cfg.dataset, profile=profile,
+                                        stage="eval.detection", seconds=round(time.time() - start, 2),
+                                        world_size=rt.world)}
+    if rt.main:
+        write_json(metrics, Path(out) / "metrics.json")
+    if rt.started_process_group:
+        dist.destroy_process_group()
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+def _params_file(path: str, explicit: bool) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        if explicit:
+            raise ConfigError(f"params file {p}: not found")
+        return {}
+    try:
+        params = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"params file {p}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return params if isinstance(params, dict) else {}
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.detection", description=__doc__.splitlines()[0])
+    parser.add_argument("--encoder", required=True, help="encoder.pt of a ResNet or ReActNet-A")
+    parser.add_argument("--out", required=True, help="output folder (metrics.json)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="default: `profile` of the params file, else smoke")
+    parser.add_argument("--params", default=None,
+                        help="params.yaml (optional; its `detection` section overrides the profile)")
+    parser.add_argument("--dataset", choices=("voc_det", "synthetic_det"), default=None)
+    parser.add_argument("--root", default=None, help="data root (voc_det: the folder holding VOCdevkit)")
+    parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("overrides", nargs="*", help="detection settings, key=value (e.g. iterations=100)")
+    args = parser.parse_args(argv)
+    params = _params_file(args.params or "params.yaml", explicit=args.params is not None)
+    profile = args.profile or params.get("profile", "smoke")
+    settings = dict(params.get("detection") or {})
+    for name in ("dataset", "root", "trials"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    settings = apply_overrides(settings, args.overrides)
+    cfg = make_config(profile, settings)
+    if not Path(args.encoder).is_file():
+        raise ConfigError(f"--encoder {args.encoder}: file not found")
+    metrics = run(args.encoder, cfg, args.out, profile)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if metrics["status"] == "ok":
+        print(f"{args.out}: AP {metrics['AP']['mean']:.2f} +- {metrics['AP']['std']:.2f}, "
+              f"AP50 {metrics['AP50']['mean']:.2f}, AP75 {metrics['AP75']['mean']:.2f} "
+              f"over {metrics['trials_ok']} trial(s)")
+    else:
+        print(f"{args.out}: every trial diverged")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
