@@ -1,0 +1,276 @@
+"""Linear evaluation: one linear layer trained on a frozen backbone (PROTOCOLS.md section 3).
+
+Strictly linear: logits = W f + b on the backbone's pooled features f, nothing else trainable
+(the public BURN code left a pretrained FP 1024x1024 layer trainable; that variant is not offered
+here). The backbone is frozen and in eval mode (BatchNorm uses running statistics).
+
+Presets (`eval/presets.py`): "burn" (SGD momentum 0.9, lr 30, x0.1 at epochs 60 and 80, 100
+epochs, no weight decay), "cq" (CIFAR-100: 50 epochs, lr 0.1 cosine, Nesterov 0.9, batch 512,
+no weight decay) and "cq_imagenet" (90 epochs, lr 0.2, Nesterov, batch 512). epochs, lr and
+batch size can be overridden (milestones scale with epochs).
+
+Two modes, named in the output as "mode":
+- "cached": the training images' features are extracted once, with the deterministic
+  evaluation transform, and the layer is trained on them (fast; no augmentation);
+- "augment": every training batch is augmented on the fly (random resized crop + flip, the
+  `crop_flip` views, scale (0.08, 1)) and passed through the frozen backbone (eval mode, no
+  gradient), as the papers' protocols do.
+Test features always come from the evaluation transform (and the cache).
+
+Choices where the papers are silent:
+- Features are used as they are (no normalization), as in MoCo's linear classification protocol
+  that BURN's lr of 30 comes from.
+- The layer starts at weight ~ N(0, 0.01^2), bias 0 (MoCo's linear classifier initialization).
+- Weight decay (scene preset only) applies to weight and bias, as torch SGD's weight_decay.
+- Shuffling: one torch.Generator seeded with `seed` draws every epoch's order (and the augment
+  mode's crops), so the same seed gives the same result on the same CPU.
+- The lr schedule is stepped per iteration: milestone epoch m becomes step m * steps_per_epoch;
+  cosine decays to 0 at the last step, without warm-up.
+- A non-finite loss stops training: status "diverged" with the epoch, accuracies of the layer at
+  that point (NaN logits count as wrong).
+- Accuracies are fractions in [0, 1]; top-5 is top-min(5, classes).
+
+CLI:
+    python -m eval.linear --encoder runs/.../encoder.pt --dataset cifar10 --root ../shared/data/cifar10 \
+        --out runs/eval/linear/x [--preset burn|cq|cq_imagenet] [--mode cached|augment] \
+        [--epochs N] [--lr LR] [--batch-size B] [--seed S] [--cache-dir DIR] [--limit N] ...
+writes DIR/metrics.json (atomically) with the settings used and provenance.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from common.checkpoint import write_json
+from common.config import cli_main
+from common.errors import ConfigError
+from common.optim import apply_schedule, build_optimizer, make_schedule
+from common.provenance import provenance
+from common.views import build_views
+from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_args,
+                           add_extractor_args, extractor_from_args, spec_from_args)
+from eval.presets import LINEAR_PRESETS, TrainPreset, get_preset
+
+MODES = ("cached", "augment")
+METRICS = "metrics.json"
+
+
+# --------------------------------------------------------------------------------------------
+# Shared pieces (also used by fine-tuning, kNN and transfer)
+# --------------------------------------------------------------------------------------------
+
+def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """{"top1": ..., "top5": ...}: fraction of rows whose target is among the k highest scores
+    (k capped at the number of classes). Non-finite scores rank lowest."""
+    scores = torch.nan_to_num(scores.float(), nan=-math.inf)
+    targets = targets.long().view(-1, 1)
+    out = {}
+    for k in ks:
+        top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+        out[f"top{k}"] = (top == targets).any(dim=1).float().mean().item()
+    return out
+
+
+def int_labels(targets: torch.Tensor, what: str) -> torch.Tensor:
+    if targets.dim() != 1 or targets.dtype.is_floating_point:
+        raise ConfigError(f"{what}: expected a single-label data set with int targets "
+                          f"(got targets of shape {tuple(targets.shape)})")
+    return targets.long()
+
+
+def sgd_for(preset: TrainPreset, groups: list[dict]) -> torch.optim.Optimizer:
+    return build_optimizer("sgd", groups, lr=preset.lr, momentum=preset.momentum,
+                           weight_decay=preset.weight_decay, nesterov=preset.nesterov)
+
+
+def schedule_for(preset: TrainPreset, steps_per_epoch: int) -> Callable[[int], float]:
+    total = max(1, preset.epochs * steps_per_epoch)
+    return make_schedule(preset.schedule, total, 0, [m * steps_per_epoch for m in preset.milestones],
+                         preset.gamma)
+
+
+def write_metrics(out_dir: str | Path, metrics: dict) -> Path:
+    return write_json(metrics, Path(out_dir) / METRICS)
+
+
+# --------------------------------------------------------------------------------------------
+# Training the linear layer
+# --------------------------------------------------------------------------------------------
+
+def new_linear(dim: int, num_classes: int) -> nn.Linear:
+    """MoCo's linear classifier initialization: weight ~ N(0, 0.01^2), bias 0."""
+    layer = nn.Linear(dim, num_classes)
+    nn.init.normal_(layer.weight, std=0.01)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def fit_linear(head: nn.Linear, batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+               steps_per_epoch: int, preset: TrainPreset) -> dict:
+    """Train `head` with the preset's SGD and schedule; `batches(epoch)` yields (features, labels).
+    Returns {"status": "ok" | "diverged", "epochs_run", "final_loss"}."""
+    optimizer = sgd_for(preset, [{"params": list(head.parameters())}])
+    schedule = schedule_for(preset, steps_per_epoch)
+    step, loss_value = 0, None
+    head.train()
+    for epoch in range(preset.epochs):
+        for x, y in batches(epoch):
+            apply_schedule(optimizer, schedule, step)
+            loss = F.cross_entropy(head(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                return {"status": "diverged", "epochs_run": epoch + 1, "final_loss": loss_value}
+    return {"status": "ok", "epochs_run": preset.epochs, "final_loss": loss_value}
+
+
+def cached_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator):
+    """`batches(epoch)` over in-memory features: a fresh random order every epoch."""
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(x.shape[0], generator=generator)
+        for start in range(0, x.shape[0], batch_size):
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]
+    return batches
+
+
+def augmented_batches(model: nn.Module, dataset: Dataset, views, batch_size: int,
+                      generator: torch.Generator, device: torch.device):
+    """`batches(epoch)` of features of augmented images through the frozen `model`."""
+    def batches(epoch: int):
+        order = torch.randperm(len(dataset), generator=generator).tolist()
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=order)
+        for images, labels in loader:
+            with torch.no_grad():
+                x = model(views(images.to(device), generator)).float()
+            yield x, torch.as_tensor(labels).long().to(device)
+    return batches
+
+
+def train_linear_cached(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,
+                        preset: TrainPreset, seed: int = 0, device: str | torch.device = "cpu"
+                        ) -> tuple[nn.Linear, dict]:
+    """A linear layer trained on cached features (the "cached" mode)."""
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    head = new_linear(train_x.shape[1], num_classes).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    x, y = train_x.float().to(device), int_labels(train_y, "linear").to(device)
+    batch = min(preset.batch_size, x.shape[0])
+    info = fit_linear(head, cached_batches(x, y, batch, generator), math.ceil(x.shape[0] / batch), preset)
+    return head, info
+
+
+def train_linear_augmented(model: nn.Module, dataset: Dataset, num_classes: int, feature_dim: int,
+                           preset: TrainPreset, image_size: int, norm: str, seed: int = 0,
+                           device: str | torch.device = "cpu") -> tuple[nn.Linear, dict]:
+    """A linear layer trained on features of crop+flip augmented images (the "augment" mode)."""
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model.eval()
+    head = new_linear(feature_dim, num_classes).to(device)
+    views, _ = build_views("crop_flip", image_size, norm=norm)
+    generator = torch.Generator().manual_seed(seed)
+    batch = min(preset.batch_size, len(dataset))
+    batches = augmented_batches(model, dataset, views, batch, generator, device)
+    info = fit_linear(head, batches, math.ceil(len(dataset) / batch), preset)
+    return head, info
+
+
+@torch.no_grad()
+def evaluate_linear(head: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    head.eval()
+    device = next(head.parameters()).device
+    return topk_accuracy(head(x.float().to(device)).cpu(), int_labels(y, "linear"))
+
+
+# --------------------------------------------------------------------------------------------
+# One evaluation run (used by the linear and transfer CLIs)
+# --------------------------------------------------------------------------------------------
+
+def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: DataSpec,
+               preset: TrainPreset, mode: str = "cached", seed: int = 0, suite: str = "linear") -> dict:
+    """Train and test one linear layer; returns the metrics dict (see the module docstring)."""
+    if mode not in MODES:
+        raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+    started = time.time()
+    train_set, test_set = train_spec.build(), test_spec.build()
+    num_classes = int(getattr(train_set, "num_classes", 0))
+    if num_classes < 2:
+        raise ConfigError(f"--dataset {train_spec.name}: expected a classification data set with num_classes")
+    test = extractor.features(test_spec, "pooled", dataset=test_set)
+    if mode == "cached":
+        train = extractor.features(train_spec, "pooled", dataset=train_set)
+        head, info = train_linear_cached(train.features, train.targets, num_classes, preset, seed,
+                                         extractor.device)
+        num_train = train.features.shape[0]
+    else:
+        transform = extractor.transform.resolve(train_set, train_spec, lambda: extractor.meta)
+        model = LayerFeatures(extractor.backbone, "pooled").eval()
+        head, info = train_linear_augmented(model, train_set, num_classes, test.features.shape[1], preset,
+                                            transform["image_size"], transform["norm"], seed,
+                                            extractor.device)
+        num_train = len(train_set)
+    accuracy = evaluate_linear(head, test.features, test.targets)
+    return {
+        "suite": suite, "mode": mode, "preset": preset.name, "settings": preset.as_dict(),
+        "seed": seed, **info, **accuracy,
+        "num_classes": num_classes, "num_train": num_train, "num_test": int(test.features.shape[0]),
+        "feature_dim": int(test.features.shape[1]),
+        "encoder": str(extractor.encoder_path), "encoder_sha256": extractor.sha256,
+        "data": {"train": train_spec.record(), "test": test_spec.record()},
+        "seconds": round(time.time() - started, 3),
+    }
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    parser.add_argument("--lr", type=float, default=None, help="override the preset's lr")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--test-split", default="test")
+    parser.add_argument("--out", required=True, help="output folder (metrics.json)")
+
+
+def finish(args: argparse.Namespace, metrics: dict, device: torch.device, stage: str) -> dict:
+    """Add provenance, write metrics.json atomically, print a one-line summary."""
+    params = {k: v for k, v in vars(args).items() if k != "out"}
+    metrics["provenance"] = provenance(params, torch.device(device), stage=stage, dataset=args.dataset)
+    write_metrics(args.out, metrics)
+    print(f"{args.out}: {metrics['suite']} ({metrics.get('mode', '')}) top1 {metrics['top1']:.4f} "
+          f"top5 {metrics['top5']:.4f} [{metrics.get('status', 'ok')}]")
+    return metrics
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.linear", description=__doc__.splitlines()[0])
+    add_extractor_args(parser)
+    add_data_args(parser)
+    add_training_args(parser)
+    parser.add_argument("--preset", default="burn", help=f"one of {sorted(LINEAR_PRESETS)}")
+    parser.add_argument("--mode", default="cached", help="cached | augment")
+    args = parser.parse_args(argv)
+    preset = get_preset(LINEAR_PRESETS, args.preset, "linear evaluation").scaled(args.epochs, args.lr,
+                                                                                 args.batch_size)
+    extractor = extractor_from_args(args)
+    metrics = run_linear(extractor, spec_from_args(args, args.train_split), spec_from_args(args, args.test_split),
+                         preset, args.mode, args.seed)
+    finish(args, metrics, extractor.device, "eval.linear")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
