@@ -1,0 +1,180 @@
+"""Pretrain for the BURN paper: BURN (either stage), its ablations, the binary-network baselines,
+and the FP teacher.
+
+    python -m burn.pretrain --method burn --variant burn --backbone reactnet_a --stage 1 \
+        --teacher runs/burn/teacher-mocov2-resnet18 --out runs/burn/burn-burn-stage1
+    python -m burn.pretrain --method burn --variant burn --backbone reactnet_a --stage 2 \
+        --teacher runs/burn/teacher-mocov2-resnet18 --init runs/burn/burn-burn-stage1 \
+        --out runs/burn/burn-burn-stage2
+    python -m burn.pretrain --method s2bnn --backbone reactnet_a --teacher TEACHER --out DIR
+    python -m burn.pretrain --method mocov2 --backbone resnet18 --out DIR      # the FP teacher
+    python -m burn.pretrain --method byol --backbone reactnet_a --out DIR      # a baseline
+
+Methods: burn, s2bnn (``burn.s2bnn``), supervised, byol, swav, mocov2 ("tuned" MoCo v2: its
+hyperparameters are the ``burn.methods.mocov2`` entry), simclrv2 (SimCLR with a 3-layer
+projection head), infomin (MoCo v2 with the ``infomin`` views). Everything comes from the
+``burn`` section of the parameter file (default params.yaml) with ``key.sub=value`` overrides:
+``dataset``, ``backbone_options.<backbone>``, ``views.<method>`` (a recipe of
+``common.views.build_views`` plus its options), ``methods.<method>`` (constructor arguments),
+``variants.<name>`` (BURN's named configurations, merged over ``methods.burn``), ``train`` (the
+engine's TrainConfig, with ``train_by_method.<method>`` merged over it) and
+``teacher_file_backbone`` (the architecture of a torchvision / MoCo v2 teacher file; this
+project's encoder.pt says its own).
+
+--stage: the binary stage of a binary backbone (1: binary activations, FP weights; 2: fully
+binary). BURN needs it; stage 2 also needs --init (stage 1's run folder or checkpoint.pt). The
+baselines default to 2 (one fully binary run). An FP backbone (the teacher) takes no stage.
+--teacher: BURN's and S2-BNN's FP teacher: a run folder / encoder.pt of this project, a MoCo v2
+checkpoint or a torchvision state dict (``burn.teacher``).
+
+Writes under --out, through ``common.engine.train``: encoder.pt (the binary / FP feature
+extractor, with meta ``backbone``, ``backbone_kwargs``, ``binary_stage`` saying how to rebuild
+it: ``build_backbone(backbone, **backbone_kwargs)`` then ``set_binary_stage(model,
+binary_stage)``), checkpoint.pt, metrics.json and dvclive/ curves (gradient norms per group).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from burn.method import BURN
+from burn.s2bnn import S2BNN
+from burn.teacher import load_fp_head, load_fp_trunk
+from common.backbones import build_backbone
+from common.binary import binary_convs, set_binary_stage
+from common.config import cli_main, load_params, section
+from common.data import build_dataset
+from common.engine import TrainConfig, train
+from common.errors import ConfigError
+from common.methods.byol import BYOL
+from common.methods.mocov2 import MoCoV2
+from common.methods.simclr import SimCLR
+from common.methods.supervised import Supervised
+from common.methods.swav import SwAV
+from common.views import build_views
+
+BASELINES = {"supervised": Supervised, "byol": BYOL, "swav": SwAV, "mocov2": MoCoV2,
+             "simclrv2": SimCLR, "infomin": MoCoV2}
+METHODS = ("burn", "s2bnn", *BASELINES)
+DEFAULT_KWARGS = {"simclrv2": {"num_layers": 3}}  # SimCLRv2 = SimCLR with a 3-layer head
+
+
+def views_for(cfg: dict, method: str):
+    options = dict(section(cfg, f"views.{method}"))
+    recipe = options.pop("recipe", None)
+    if recipe is None:
+        raise ConfigError(f"params: burn.views.{method} needs a 'recipe'")
+    return build_views(recipe, **options)
+
+
+def method_kwargs(cfg: dict, method: str, variant: str | None) -> dict:
+    kwargs = {**DEFAULT_KWARGS.get(method, {}), **(cfg.get("methods", {}).get(method) or {})}
+    if method == "burn":
+        variants = cfg.get("variants") or {}
+        if variant not in variants:
+            raise ConfigError(f"--variant {variant!r}: expected one of {sorted(variants)} (burn.variants)")
+        kwargs.update(variants[variant] or {})
+    return kwargs
+
+
+def build_student(cfg: dict, backbone_name: str) -> tuple[torch.nn.Module, dict]:
+    kwargs = dict(cfg.get("backbone_options", {}).get(backbone_name, {}) or {})
+    return build_backbone(backbone_name, **kwargs), kwargs
+
+
+def load_teacher(cfg: dict, path: str):
+    spec = cfg.get("teacher_file_backbone") or {}
+    return load_fp_trunk(path, spec.get("name", "resnet50"), spec.get("options") or {})
+
+
+def build_method(params: dict, method: str, backbone_name: str, stage: int | None, teacher: str | None,
+                 init: str | None, variant: str | None, total_steps: int | None):
+    """(method, facts for the metrics / encoder meta) of one run."""
+    cfg = section(params, "burn")
+    if method not in METHODS:
+        raise ConfigError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    if (teacher is not None) != (method in ("burn", "s2bnn")):
+        raise ConfigError(f"--teacher: {'required' if teacher is None else 'not used'} for --method {method}")
+    if init is not None and not (method == "burn" and stage == 2):
+        raise ConfigError("--init: only for --method burn --stage 2 (stage 1's run)")
+    if variant is not None and method != "burn":
+        raise ConfigError(f"--variant: only for --method burn, not {method}")
+    torch.manual_seed(int(params.get("seed", 0)))  # same initial student for every method
+    student, backbone_kwargs = build_student(cfg, backbone_name)
+    binary = bool(binary_convs(student))
+    if not binary and stage is not None:
+        raise ConfigError(f"--stage: {backbone_name} is a full-precision network; drop --stage")
+    if binary and stage is None:
+        if method == "burn":
+            raise ConfigError("--stage: required for --method burn (1, then 2 with --init)")
+        stage = 2
+    if binary:
+        set_binary_stage(student, stage)  # validates the value
+    views = views_for(cfg, method)
+    kwargs = method_kwargs(cfg, method, variant or "burn")
+    facts = {"backbone": backbone_name, "backbone_kwargs": backbone_kwargs, "method": method,
+             "binary_stage": stage if binary else None}
+    if method == "burn":
+        if stage == 2 and init is None:
+            raise ConfigError("--init: BURN stage 2 starts from stage 1; give stage 1's run folder")
+        trunk, info = load_teacher(cfg, teacher)
+        model = BURN(student, trunk, views, stage=stage, total_steps=total_steps, **kwargs)
+        facts.update(variant=variant or "burn", teacher=info)
+        if init is not None:
+            facts["init"] = model.init_from_stage1(init)
+        return model, facts
+    if method == "s2bnn":
+        trunk, info = load_teacher(cfg, teacher)
+        model = S2BNN(student, trunk, load_fp_head(teacher), views, stage=stage, **kwargs)
+        facts["teacher"] = info
+        return model, facts
+    return BASELINES[method](student, views, **kwargs), facts
+
+
+def run(params: dict, method: str, backbone_name: str, out: str, stage: int | None = None,
+        teacher: str | None = None, init: str | None = None, variant: str | None = None) -> dict:
+    cfg = section(params, "burn")
+    train_settings = {**section(cfg, "train"), **((cfg.get("train_by_method") or {}).get(method) or {})}
+    train_cfg = TrainConfig.from_dict({"seed": int(params.get("seed", 0)), **train_settings})
+    model, facts = build_method(params, method, backbone_name, stage, teacher, init, variant, train_cfg.steps)
+    data = section(cfg, "dataset")
+    root = data.get("root", params.get("data", {}).get("root"))
+    dataset = build_dataset(data["name"], root, data.get("split", "train"), **data.get("options", {}))
+    run_params = {"burn": cfg, "seed": params.get("seed", 0), "method": method, "backbone": backbone_name,
+                  "stage": facts["binary_stage"], "variant": facts.get("variant"),
+                  "teacher": str(teacher) if teacher else None, "init": str(init) if init else None}
+    meta = {k: facts[k] for k in ("backbone", "backbone_kwargs", "method", "binary_stage")}
+    meta.update({k: facts[k] for k in ("variant",) if k in facts})
+    info = {"dataset": data["name"], "profile": params.get("profile", "unknown"), "stage": "burn.pretrain",
+            **{k: facts[k] for k in ("teacher", "init") if k in facts}}
+    return train(model, dataset, train_cfg, out, params=run_params, encoder_meta=meta, run_info=info)
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m burn.pretrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--backbone", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--stage", type=int, choices=(1, 2), default=None)
+    parser.add_argument("--variant", default=None, help="BURN configuration in burn.variants (default: burn)")
+    parser.add_argument("--teacher", default=None, help="FP teacher: run folder, encoder.pt, MoCo v2 or torchvision file")
+    parser.add_argument("--init", default=None, help="BURN stage 2: stage 1's run folder or checkpoint.pt")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value settings, e.g. burn.train.steps=100")
+    args = parser.parse_args(argv)
+    for name in ("teacher", "init"):
+        value = getattr(args, name)
+        if value is not None and not Path(value).exists():
+            raise ConfigError(f"--{name} {value}: not found")
+    params = load_params(args.params, args.overrides)
+    metrics = run(params, args.method, args.backbone, args.out, args.stage, args.teacher, args.init, args.variant)
+    print(f"{args.out}: {metrics['status']} at step {metrics['step']}, loss {metrics['final_loss']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
