@@ -1,0 +1,685 @@
+"""VOC07 SVM classification on frozen features: full set and low-shot (BURN Tables 3 and 9).
+
+The protocol (PROTOCOLS.md section 3, after the self-supervision benchmark BURN follows):
+- features: one row per image, each divided by (its L2 norm + 1e-5), once, at load;
+- one binary linear SVM per class, trained with LIBLINEAR (`liblinear-official`):
+  L2-regularized squared hinge, dual coordinate descent (-s 1), tolerance 1e-4 (-e 0.0001),
+  positives weighted 2 : 1 (-w1 2);
+- labels per class: 1 present, 0 only difficult, -1 absent. Training on the full set treats 0 as
+  negative; at test (and on held-out folds) images labelled 0 are left out of that class's AP;
+- AP: all-points interpolated (eval/voc_ap.py); mAP = unweighted mean over classes.
+
+Full set: per class, the cost is chosen by 3-fold cross-validation on trainval (metric: AP on the
+held-out fold, averaged over folds), then the SVM is refit on all of trainval at that cost and
+tested on test.
+
+Low-shot: k in {1, 2, 4, ..., 96}, 5 independent samples. For each (k, sample, class) k positives
+and 19k negatives are drawn from trainval; that class's SVM is trained on them and tested on the
+whole test set. The cost is chosen two ways, both reported:
+- "best_test": the reference's (optimistic) choice, one cost per (k, sample): the cost whose TEST
+  mAP over the classes is highest;
+- "cv": per class, cross-validation inside the sampled training set (see below).
+mean +- std of mAP over the samples is reported for every k and both modes.
+
+Choices made where the papers and the protocol are silent (each one is a named constant below):
+- Bias: LIBLINEAR -B 1, a constant feature 1 appended to every row, its weight regularized like the
+  others. This is exactly the intercept of scikit-learn's LinearSVC (fit_intercept=True,
+  intercept_scaling=1), which the reference scripts used.
+- Iteration cap: LIBLINEAR's own (1000 outer passes of the dual solver, hard-coded in the library).
+- Determinism: the dual solver shuffles its coordinates with the C library's rand(), never seeded
+  by LIBLINEAR. We call srand(1) before every fit, which makes each fit what a fresh `train` process
+  computes, independent of job order and of the number of worker processes.
+- Difficult (0) images are never drawn in low-shot samples: positives come from label 1, negatives
+  from label -1 only.
+- Too few images: if trainval holds fewer than k positives (or 19k negatives) for a class, all of
+  them are used; the shortfall is listed in the output ("lowshot_short") and warned about. (The
+  project's real VOC07 subset has 500 trainval images: most classes are short from k = 16 on.)
+- Seeds: each low-shot sample is drawn with numpy's generator seeded by (seed, sample id, k,
+  class index); fold splits use (seed, sample id, k, class index, 1) and (seed, class index, 2)
+  for the full set. Sample lists are written to a JSON file and reused when that file exists.
+- Folds are stratified: a class's positives, and separately its other images, are shuffled and
+  dealt round-robin into the folds, so every held-out fold contains a positive. Number of folds:
+  min(3, #positives, #negatives) of the training set.
+- "cv" at k = 1: with a single positive no fold can hold one out, so no cross-validation is
+  possible; the cost nearest (in log scale) to LIBLINEAR's default C = 1 is used and labelled
+  as such in the output ("cv_fallback_cost").
+- Cost ties (equal CV AP, or equal test mAP): the smallest cost wins (strongest regularization).
+- std over samples: population std (ddof = 0), as numpy's default.
+- AP values are fractions in [0, 1] (the papers print percentages).
+
+Speed (the SVMs are the slow part of the suite):
+- each training matrix is converted to LIBLINEAR's sparse node format once (`RowStore`) and every
+  fold and cost reuses it through row pointers; no per-fit copies;
+- span trick: an SVM trained on n rows has its weight vector in the span of those rows, so the
+  rows can be replaced by their coordinates in an orthonormal basis of that span (a QR
+  factorisation) without changing the problem: the Gram matrix, hence LIBLINEAR's dual problem
+  and every iterate, stay the same up to rounding (about 1e-15), and test scores are computed
+  through the basis. With n rows much smaller than the dimension this divides the work per
+  solver pass by about dim / n. It is used once for all of trainval when it has fewer rows than
+  dimensions, and again per training set when that set has at most half as many rows as the
+  current dimension (`project=False` turns it off);
+- (class, training set) jobs run in parallel worker processes (`n_jobs`), each single-threaded.
+  LIBLINEAR releases the GIL (ctypes), but threads would share rand() and break determinism.
+  Workers are started with "spawn" (safe next to torch's threads), so a script that calls the
+  suites with n_jobs > 1 needs the usual `if __name__ == "__main__":` guard.
+
+Features file (written by `save_features`; read by `load_features` and the CLI): a torch file
+    {"trainval": {"features": (N, D) float, "labels": (N, C) int in {1, 0, -1}},
+     "test":     {"features": (M, D) float, "labels": (M, C) int in {1, 0, -1}},
+     "classes":  optional list of C class names (default: the 20 VOC classes when C = 20)}
+
+CLI:
+    python -m eval.svm --features FEATS.pt --out OUT_DIR [--mode full|lowshot|both]
+        [--costs 0.01,0.1,...] [--seed 0] [--samples 5] [--ks 1,2,4,...] [--n-jobs N]
+        [--samples-file PATH] [--no-project] [--progress]
+writes OUT_DIR/metrics.json (and OUT_DIR/lowshot_samples.json unless --samples-file is given).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from liblinear.liblinear import feature_node, liblinear, parameter, problem, toPyModel
+
+from common.errors import EXIT_BAD_INPUT, ConfigError
+from eval.voc_ap import average_precision
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep",
+               "sofa", "train", "tvmonitor")
+DEFAULT_COSTS = (0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0)
+DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64, 96)
+DEFAULT_SAMPLES = 5
+CV_FOLDS = 3
+NEG_PER_POS = 19            # low-shot: 19k negatives for k positives
+NORM_EPS = 1e-5             # x / (||x||_2 + 1e-5)
+SOLVER = 1                  # LIBLINEAR -s 1: L2-regularized L2-loss SVC, dual
+TOLERANCE = 1e-4            # -e 0.0001
+POSITIVE_WEIGHT = 2.0       # -w1 2
+BIAS = 1.0                  # -B 1 (see the module docstring)
+DEFAULT_COST = 1.0          # LIBLINEAR's default C: the cv fallback when k = 1
+PROJECT_MAX_FRACTION = 0.5  # span trick per training set when rows <= this * dimension
+LIBLINEAR_OPTIONS = f"-s {SOLVER} -e {TOLERANCE:g} -w1 {POSITIVE_WEIGHT:g} -B {BIAS:g}"
+
+
+# --------------------------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class SvmData:
+    """Both splits, features already L2-normalised (float64), labels (N, C) int8 in {1, 0, -1}."""
+    trainval_x: np.ndarray
+    trainval_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: tuple[str, ...]
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Each row divided by (its L2 norm + 1e-5), in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + NORM_EPS)
+
+
+def _check_split(x, y, split: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ConfigError(f"{source}: {split} features must be a non-empty (N, D) array, got shape {x.shape}")
+    if y.ndim != 2 or y.shape[0] != x.shape[0]:
+        raise ConfigError(f"{source}: {split} labels must be ({x.shape[0]}, C), got shape {y.shape}")
+    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
+        raise ConfigError(f"{source}: {split} features must be finite floats")
+    values = set(np.unique(y).tolist())
+    if not values <= {1, 0, -1}:
+        raise ConfigError(f"{source}: {split} labels must be in {{1, 0, -1}}, found {sorted(values)}")
+    return x, y.astype(np.int8)
+
+
+def make_svm_data(trainval_x, trainval_y, test_x, test_y, classes: Sequence[str] | None = None,
+                  source: str = "features") -> SvmData:
+    """Validate both splits (one-line ConfigError naming ``source``) and L2-normalise once."""
+    trainval_x, trainval_y = _check_split(trainval_x, trainval_y, "trainval", source)
+    test_x, test_y = _check_split(test_x, test_y, "test", source)
+    if trainval_x.shape[1] != test_x.shape[1] or trainval_y.shape[1] != test_y.shape[1]:
+        raise ConfigError(f"{source}: trainval and test disagree on feature dim or class count "
+                          f"({trainval_x.shape[1]}/{test_x.shape[1]} dims, "
+                          f"{trainval_y.shape[1]}/{test_y.shape[1]} classes)")
+    num_classes = trainval_y.shape[1]
+    if classes is None:
+        classes = VOC_CLASSES if num_classes == len(VOC_CLASSES) else [f"class{c}" for c in range(num_classes)]
+    classes = tuple(str(name) for name in classes)
+    if len(classes) != num_classes:
+        raise ConfigError(f"{source}: {len(classes)} class names for {num_classes} label columns")
+    for c, name in enumerate(classes):
+        if not (trainval_y[:, c] == 1).any() or not (trainval_y[:, c] == -1).any():
+            raise ConfigError(f"{source}: class '{name}' needs at least one positive (1) and one "
+                              "negative (-1) trainval image")
+        if not (test_y[:, c] == 1).any():
+            raise ConfigError(f"{source}: class '{name}' has no positive (1) test image, so its AP is undefined")
+    return SvmData(l2_normalize(trainval_x), trainval_y, l2_normalize(test_x), test_y, classes)
+
+
+def save_features(path: str | Path, trainval_x, trainval_y, test_x, test_y,
+                  classes: Sequence[str] | None = None) -> Path:
+    """Write the features file the CLI reads (torch tensors; atomic)."""
+    import torch
+    from common.checkpoint import save_checkpoint
+
+    obj = {split: {"features": torch.as_tensor(np.asarray(x), dtype=torch.float32),
+                   "labels": torch.as_tensor(np.asarray(y), dtype=torch.int8)}
+           for split, x, y in (("trainval", trainval_x, trainval_y), ("test", test_x, test_y))}
+    if classes is not None:
+        obj["classes"] = list(classes)
+    return save_checkpoint(obj, path)
+
+
+def load_features(path: str | Path) -> SvmData:
+    """Read and validate a features file (format in the module docstring)."""
+    import torch
+
+    path = Path(path)
+    source = f"--features {path}"
+    if not path.is_file():
+        raise ConfigError(f"{source}: file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, truncated, pickled code
+        raise ConfigError(f"{source}: cannot be read as a weights-only torch file ({type(err).__name__})") from None
+    arrays = []
+    for split in ("trainval", "test"):
+        part = obj.get(split) if isinstance(obj, dict) else None
+        if not isinstance(part, dict) or not all(torch.is_tensor(part.get(key)) for key in ("features", "labels")):
+            raise ConfigError(f"{source}: expected {{'{split}': {{'features': tensor, 'labels': tensor}}, ...}}")
+        feats = part["features"].double() if part["features"].is_floating_point() else part["features"]
+        arrays += [feats.numpy(), part["labels"].numpy()]
+    return make_svm_data(*arrays, classes=obj.get("classes"), source=source)
+
+
+# --------------------------------------------------------------------------------------------
+# LIBLINEAR, fast path
+# --------------------------------------------------------------------------------------------
+
+def _c_library_srand():
+    for name in (None, ctypes.util.find_library("c")):
+        try:
+            return ctypes.CDLL(name).srand
+        except (OSError, AttributeError, TypeError):
+            continue
+    return None  # no C library found: fits stay correct, only the shuffling order is unseeded
+
+
+_SRAND = _c_library_srand()
+
+
+class RowStore:
+    """The rows of a dense matrix in LIBLINEAR's node format (with the -B 1 bias node), built once.
+
+    `problem(rows, targets)` makes a LIBLINEAR problem over any subset of the rows by pointing
+    into this one node array: no copy per fold or per cost.
+    """
+
+    def __init__(self, x: np.ndarray):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        n_rows, self.dim = x.shape
+        rows, cols = np.nonzero(x)  # zeros are skipped, as LIBLINEAR's sparse format allows
+        counts = np.bincount(rows, minlength=n_rows)
+        self.start = np.zeros(n_rows + 1, dtype=np.int64)
+        self.start[1:] = np.cumsum(counts + 2)  # + bias node + terminator
+        nonzeros_before_row = self.start[:-1] - 2 * np.arange(n_rows)
+        rank_in_row = np.arange(rows.size) - np.repeat(nonzeros_before_row, counts)  # np.nonzero is row-major
+        nodes = np.zeros(self.start[-1], dtype=feature_node)
+        nodes["index"][self.start[rows] + rank_in_row] = cols + 1
+        nodes["value"][self.start[rows] + rank_in_row] = x[rows, cols]
+        nodes["index"][self.start[1:] - 2] = self.dim + 1
+        nodes["value"][self.start[1:] - 2] = BIAS
+        nodes["index"][self.start[1:] - 1] = -1
+        self.nodes = nodes
+
+    def problem(self, rows: np.ndarray, targets: np.ndarray) -> problem:
+        prob = problem.__new__(problem)
+        prob.l, prob.n, prob.bias = len(rows), self.dim + 1, BIAS
+        prob.y_buffer = np.ascontiguousarray(targets, dtype=np.float64)
+        prob.x_buffer = (self.nodes.ctypes.data + self.start[rows] * self.nodes.itemsize).astype(np.uint64)
+        prob.y = prob.y_buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        prob.x = prob.x_buffer.ctypes.data_as(ctypes.POINTER(ctypes.POINTER(feature_node)))
+        prob.store = self  # keep the nodes alive as long as the problem
+        return prob
+
+
+def train_svms(prob: problem, costs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """One LIBLINEAR fit per cost on ``prob``: (weights (n_costs, dim), biases (n_costs,)).
+
+    The sign is fixed so that a positive score means class +1.
+    """
+    weights = np.empty((len(costs), prob.n - 1))
+    biases = np.empty(len(costs))
+    for j, cost in enumerate(costs):
+        param = parameter(f"{LIBLINEAR_OPTIONS} -c {float(cost)!r} -q")
+        if _SRAND is not None:
+            _SRAND(1)
+        model = toPyModel(liblinear.train(prob, param))
+        w = np.ctypeslib.as_array(model.w, shape=(prob.n,))
+        sign = 1.0 if model.label[0] == 1 else -1.0  # w scores label[0]; LIBLINEAR puts +1 there, checked anyway
+        weights[j], biases[j] = sign * w[:-1], sign * w[-1] * BIAS
+    return weights, biases
+
+
+def span_basis(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(basis (D, r), coords (n, r)) with x = coords @ basis.T and orthonormal basis columns.
+
+    From the QR factorisation x.T = basis @ R: coords = R.T, lower-triangular (so about half of
+    its entries are zeros, which the node format skips).
+    """
+    basis, upper = np.linalg.qr(np.asarray(x, dtype=np.float64).T)
+    return basis, np.ascontiguousarray(upper.T)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-class job (runs in a worker process)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClassJob:
+    """Train one class's SVMs on some trainval rows, choose a cost by CV, test on test.
+
+    ``labels``: the class's labels {1, 0, -1} of those rows (0 is a negative in training and left
+    out of held-out AP). ``folds``: fold id per row, or None for no cross-validation.
+    ``refit_all``: refit every cost on all rows (low-shot needs every cost's test AP); otherwise
+    only the CV-chosen one (or ``fallback`` when there is no CV).
+    """
+    class_index: int
+    rows: np.ndarray
+    labels: np.ndarray
+    folds: np.ndarray | None
+    costs: tuple[float, ...]
+    refit_all: bool
+    fallback: int
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(trainval_x: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, project: bool,
+                 single_thread: bool = True) -> None:
+    if single_thread:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)  # one BLAS thread per worker process: no oversubscription
+    _WORKER.clear()
+    _WORKER.update(trainval_x=trainval_x, test_x=test_x, test_y=test_y, project=project, store=None)
+
+
+def _trainval_store() -> RowStore:
+    if _WORKER["store"] is None:
+        _WORKER["store"] = RowStore(_WORKER["trainval_x"])
+    return _WORKER["store"]
+
+
+def evaluate_class(job: ClassJob) -> dict:
+    """{"cv_ap": AP per cost averaged over held-out folds (or None), "chosen": cost index,
+    "test_ap": test AP per cost (NaN where not refit)}."""
+    trainval_x = _WORKER["trainval_x"]
+    if _WORKER["project"] and len(job.rows) <= PROJECT_MAX_FRACTION * trainval_x.shape[1]:
+        basis, feats = span_basis(trainval_x[job.rows])
+        store, local = RowStore(feats), np.arange(len(job.rows))
+    else:
+        basis, feats = None, trainval_x[job.rows]
+        store, local = _trainval_store(), job.rows
+    targets = np.where(job.labels == 1, 1.0, -1.0)
+
+    cv_ap, chosen = None, job.fallback
+    if job.folds is not None:
+        n_folds = int(job.folds.max()) + 1
+        cv_ap = np.zeros(len(job.costs))
+        for fold in range(n_folds):
+            train, held = job.folds != fold, job.folds == fold
+            weights, biases = train_svms(store.problem(local[train], targets[train]), job.costs)
+            scores = feats[held] @ weights.T + biases
+            cv_ap += [average_precision(scores[:, j], job.labels[held]) for j in range(len(job.costs))]
+        cv_ap /= n_folds
+        chosen = int(np.flatnonzero(cv_ap >= cv_ap.max() - 1e-12)[0])  # ties: smallest cost
+
+    refit = list(range(len(job.costs))) if job.refit_all else [chosen]
+    weights, biases = train_svms(store.problem(local, targets), [job.costs[j] for j in refit])
+    if basis is not None:
+        weights = weights @ basis.T
+    scores = _WORKER["test_x"] @ weights.T + biases
+    test_ap = np.full(len(job.costs), np.nan)
+    test_labels = _WORKER["test_y"][:, job.class_index]
+    test_ap[refit] = [average_precision(scores[:, i], test_labels) for i in range(len(refit))]
+    return {"cv_ap": cv_ap, "chosen": chosen, "test_ap": test_ap}
+
+
+def default_n_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _solver_features(data: SvmData, project: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Trainval/test features for the solver: in trainval's span when it has fewer rows than dims."""
+    if project and data.trainval_x.shape[0] < data.trainval_x.shape[1]:
+        basis, coords = span_basis(data.trainval_x)
+        return coords, data.test_x @ basis
+    return data.trainval_x, data.test_x
+
+
+def run_jobs(data: SvmData, jobs: list[ClassJob], n_jobs: int | None = None, project: bool = True,
+             progress: bool = False, desc: str = "svm") -> list[dict]:
+    """`evaluate_class` over ``jobs`` (results in job order), serially or in worker processes."""
+    from tqdm import tqdm
+
+    n_jobs = default_n_jobs() if n_jobs is None else n_jobs
+    if n_jobs < 1:
+        raise ConfigError(f"n_jobs: expected >= 1, got {n_jobs}")
+    init_args = (*_solver_features(data, project), data.test_y, project)
+    bar = dict(total=len(jobs), desc=desc, disable=not progress, file=sys.stderr)
+    if n_jobs == 1 or len(jobs) <= 1:
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1):
+            _init_worker(*init_args, single_thread=False)
+            try:
+                return [evaluate_class(job) for job in tqdm(jobs, **bar)]
+            finally:
+                _WORKER.clear()
+    # Largest training sets first, small chunks: the workers finish together.
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].rows))
+    workers = min(n_jobs, len(jobs))
+    chunk = max(1, len(jobs) // (workers * 16))
+    results: list[dict | None] = [None] * len(jobs)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=init_args) as pool:
+        done = pool.map(evaluate_class, [jobs[i] for i in order], chunksize=chunk)
+        for position, result in enumerate(tqdm(done, **bar)):
+            results[order[position]] = result
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Folds and low-shot samples
+# --------------------------------------------------------------------------------------------
+
+def stratified_folds(positive: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold id per row: positives, then the other rows, shuffled and dealt round-robin."""
+    folds = np.empty(len(positive), dtype=np.int64)
+    for group in (np.flatnonzero(positive), np.flatnonzero(~positive)):
+        folds[rng.permutation(group)] = np.arange(len(group)) % n_folds
+    return folds
+
+
+def _folds_or_none(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray | None:
+    positive = labels == 1
+    n_folds = min(n_folds, int(positive.sum()), int((~positive).sum()))
+    return stratified_folds(positive, n_folds, rng) if n_folds >= 2 else None
+
+
+def draw_lowshot_sample(labels: np.ndarray, k: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """(positives, negatives): k rows labelled 1 and 19k labelled -1 (fewer if trainval lacks them)."""
+    pool_pos, pool_neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == -1)
+    pos = rng.choice(pool_pos, size=min(k, pool_pos.size), replace=False)
+    neg = rng.choice(pool_neg, size=min(NEG_PER_POS * k, pool_neg.size), replace=False)
+    return sorted(pos.tolist()), sorted(neg.tolist())
+
+
+def _labels_digest(labels: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(labels, dtype=np.int8).tobytes()).hexdigest()
+
+
+def lowshot_samples(labels: np.ndarray, classes: Sequence[str], ks: Sequence[int], n_samples: int,
+                    seed: int, path: str | Path | None = None) -> dict:
+    """The low-shot training sets: {(k, sample, class index): (positives, negatives)} rows of trainval.
+
+    Drawn with a generator seeded by (seed, sample, k, class index). With ``path``, sets already
+    in that JSON file are read back instead of drawn (the file is the record of what was used),
+    missing ones are drawn and the file is rewritten.
+    """
+    stored: dict = {}
+    if path is not None and Path(path).is_file():
+        stored = _read_samples_file(Path(path), labels, classes, seed)
+    samples, changed = {}, False
+    for k in ks:
+        for s in range(n_samples):
+            for c, name in enumerate(classes):
+                entry = stored.get("samples", {}).get(str(k), {}).get(str(s), {}).get(name)
+                if entry is None:
+                    entry = dict(zip(("positives", "negatives"),
+                                     draw_lowshot_sample(labels[:, c], k, np.random.default_rng([seed, s, k, c]))))
+                    stored.setdefault("samples", {}).setdefault(str(k), {}).setdefault(str(s), {})[name] = entry
+                    changed = True
+                samples[(k, s, c)] = (np.asarray(entry["positives"], dtype=np.int64),
+                                      np.asarray(entry["negatives"], dtype=np.int64))
+    if path is not None and changed:
+        from common.checkpoint import write_json
+        stored.update(seed=seed, neg_per_pos=NEG_PER_POS, num_trainval=int(labels.shape[0]),
+                      labels_sha1=_labels_digest(labels), classes=list(classes),
+                      note="row indices into the trainval split of the features file")
+        write_json(stored, path)
+    return samples
+
+
+def _read_samples_file(path: Path, labels: np.ndarray, classes: Sequence[str], seed: int) -> dict:
+    where = f"--samples-file {path}"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{where}: not readable JSON ({type(err).__name__})") from None
+    if not isinstance(stored, dict) or not isinstance(stored.get("samples"), dict):
+        raise ConfigError(f"{where}: expected a JSON object with a 'samples' field")
+    if stored.get("seed") != seed:
+        raise ConfigError(f"{where}: drawn with seed {stored.get('seed')}, not {seed}; pass that seed or another file")
+    if stored.get("labels_sha1") != _labels_digest(labels):
+        raise ConfigError(f"{where}: drawn for other trainval labels (different images or order)")
+    try:
+        entries = [(k, s, name, entry) for k, by_sample in stored["samples"].items()
+                   for s, by_class in by_sample.items() for name, entry in by_class.items()]
+    except AttributeError:
+        raise ConfigError(f"{where}: expected samples as {{k: {{sample: {{class: {{...}}}}}}}}") from None
+    for k, s, name, entry in entries:
+        if name not in classes:
+            raise ConfigError(f"{where}: unknown class '{name}' at k={k} sample {s}")
+        c = classes.index(name)
+        for key, want in (("positives", 1), ("negatives", -1)):
+            rows = np.asarray(entry.get(key, []) if isinstance(entry, dict) else [])
+            ok = (rows.ndim == 1 and rows.size > 0 and np.issubdtype(rows.dtype, np.integer)
+                  and rows.min() >= 0 and rows.max() < len(labels) and np.unique(rows).size == rows.size)
+            if not ok or not np.all(labels[rows, c] == want):
+                raise ConfigError(f"{where}: k={k} sample {s} class '{name}': {key} must be distinct "
+                                  f"trainval rows labelled {want}")
+    return stored
+
+
+# --------------------------------------------------------------------------------------------
+# The two suites
+# --------------------------------------------------------------------------------------------
+
+def _check_costs(costs: Sequence[float]) -> tuple[float, ...]:
+    costs = tuple(sorted(float(c) for c in costs))
+    if not costs or not all(math.isfinite(c) and c > 0 for c in costs) or len(set(costs)) != len(costs):
+        raise ConfigError(f"costs: expected distinct positive numbers, got {list(costs)}")
+    return costs
+
+
+def fallback_cost_index(costs: Sequence[float]) -> int:
+    """The listed cost nearest (in log scale) to LIBLINEAR's default C = 1."""
+    return int(np.argmin([abs(math.log(c / DEFAULT_COST)) for c in costs]))
+
+
+def run_full(data: SvmData, costs: Sequence[float] = DEFAULT_COSTS, seed: int = 0,
+             n_jobs: int | None = None, folds: int = CV_FOLDS, project: bool = True,
+             progress: bool = False) -> dict:
+    """Full-set suite: per-class cost by CV on trainval, refit on trainval, AP on test."""
+    costs = _check_costs(costs)
+    rows = np.arange(data.trainval_x.shape[0])
+    jobs = [ClassJob(c, rows, data.trainval_y[:, c],
+                     _folds_or_none(data.trainval_y[:, c], folds, np.random.default_rng([seed, c, 2])),
+                     costs, refit_all=False, fallback=fallback_cost_index(costs))
+            for c in range(len(data.classes))]
+    results = run_jobs(data, jobs, n_jobs, project, progress, desc="svm full")
+    ap = {name: float(r["test_ap"][r["chosen"]]) for name, r in zip(data.classes, results)}
+    return {"map": float(np.mean(list(ap.values()))), "ap": ap,
+            "cost": {name: costs[r["chosen"]] for name, r in zip(data.classes, results)},
+            "cv_ap": {name: None if r["cv_ap"] is None else r["cv_ap"].tolist()
+                      for name, r in zip(data.classes, results)}}
+
+
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_sample": [float(v) for v in values]}
+
+
+def run_lowshot(data: SvmData, costs: Sequence[float] = DEFAULT_COSTS, ks: Sequence[int] = DEFAULT_KS,
+                n_samples: int = DEFAULT_SAMPLES, seed: int = 0, samples_path: str | Path | None = None,
+                n_jobs: int | None = None, modes: Sequence[str] = ("cv", "best_test"),
+                folds: int = CV_FOLDS, project: bool = True, progress: bool = False) -> dict:
+    """Low-shot suite: {"table": {k: {mode: {"mean", "std", "per_sample", "costs"}}}, "short": [...]}."""
+    costs = _check_costs(costs)
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) < 1 or len(set(ks)) != len(ks) or n_samples < 1:
+        raise ConfigError(f"low-shot: expected distinct k >= 1 and samples >= 1, got ks={list(ks)} samples={n_samples}")
+    if not modes or not set(modes) <= {"cv", "best_test"}:
+        raise ConfigError(f"low-shot modes: expected a subset of ['cv', 'best_test'], got {list(modes)}")
+    samples = lowshot_samples(data.trainval_y, data.classes, ks, n_samples, seed, samples_path)
+    keys = sorted(samples)
+    jobs = []
+    for k, s, c in keys:
+        pos, neg = samples[(k, s, c)]
+        labels = np.r_[np.ones(len(pos), np.int8), -np.ones(len(neg), np.int8)]
+        fold_ids = (_folds_or_none(labels, folds, np.random.default_rng([seed, s, k, c, 1]))
+                    if "cv" in modes else None)
+        jobs.append(ClassJob(c, np.r_[pos, neg], labels, fold_ids, costs, refit_all=True,
+                             fallback=fallback_cost_index(costs)))
+    results = dict(zip(keys, run_jobs(data, jobs, n_jobs, project, progress, desc="svm low-shot")))
+
+    num_classes = len(data.classes)
+    table = {}
+    for k in ks:
+        per_mode = {"cv": ([], []), "best_test": ([], [])}
+        for s in range(n_samples):
+            test_ap = np.stack([results[(k, s, c)]["test_ap"] for c in range(num_classes)])  # (C, costs)
+            chosen = [results[(k, s, c)]["chosen"] for c in range(num_classes)]
+            per_mode["cv"][0].append(float(np.mean(test_ap[np.arange(num_classes), chosen])))
+            per_mode["cv"][1].append([costs[j] for j in chosen])
+            map_per_cost = test_ap.mean(axis=0)
+            best = int(np.flatnonzero(map_per_cost >= map_per_cost.max() - 1e-12)[0])
+            per_mode["best_test"][0].append(float(map_per_cost[best]))
+            per_mode["best_test"][1].append(costs[best])
+        table[str(k)] = {mode: {**_mean_std(maps), "costs": chosen_costs}
+                         for mode, (maps, chosen_costs) in per_mode.items() if mode in modes}
+    short = [{"k": k, "sample": s, "class": data.classes[c], "positives": len(samples[(k, s, c)][0]),
+              "negatives": len(samples[(k, s, c)][1])}
+             for k, s, c in keys
+             if len(samples[(k, s, c)][0]) < k or len(samples[(k, s, c)][1]) < NEG_PER_POS * k]
+    return {"table": table, "short": short}
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+def _number_list(text: str, kind=float) -> list:
+    try:
+        return [kind(item) for item in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.svm", description="VOC07 SVM suite: full set and low-shot.")
+    parser.add_argument("--features", required=True, help="torch file {'trainval': {...}, 'test': {...}}")
+    parser.add_argument("--out", required=True, help="output folder (metrics.json)")
+    parser.add_argument("--mode", choices=("full", "lowshot", "both"), default="both")
+    parser.add_argument("--costs", type=_number_list, nargs="+", default=[list(DEFAULT_COSTS)],
+                        help="SVM costs, comma- or space-separated (default: the 11 usual ones)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="low-shot samples per k")
+    parser.add_argument("--ks", type=lambda t: _number_list(t, int), nargs="+", default=[list(DEFAULT_KS)],
+                        help="low-shot k values, comma- or space-separated (default 1,2,4,...,96)")
+    parser.add_argument("--samples-file", default=None,
+                        help="low-shot sample lists (JSON), reused when present (default OUT/lowshot_samples.json)")
+    parser.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--no-project", action="store_true", help="turn off the span trick (same results, slower)")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    return parser
+
+
+def run_suite(args: argparse.Namespace) -> dict:
+    """Everything the CLI does except printing: returns the metrics dict (already written)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    from common.checkpoint import write_json
+    from common.provenance import provenance
+
+    data = load_features(args.features)
+    costs = _check_costs([c for group in args.costs for c in group])
+    ks = [k for group in args.ks for k in group]
+    n_jobs = default_n_jobs() if args.n_jobs is None else args.n_jobs
+    if n_jobs < 1:
+        raise ConfigError(f"--n-jobs: expected >= 1, got {n_jobs}")
+    out = Path(args.out)
+    samples_path = Path(args.samples_file) if args.samples_file else out / "lowshot_samples.json"
+    try:
+        liblinear_version = version("liblinear-official")
+    except PackageNotFoundError:
+        liblinear_version = "unknown"
+    settings = {
+        "features": str(args.features), "mode": args.mode, "costs": list(costs), "seed": args.seed,
+        "cv_folds": CV_FOLDS, "ks": ks, "samples": args.samples, "neg_per_pos": NEG_PER_POS,
+        "liblinear": f"{LIBLINEAR_OPTIONS} (liblinear-official {liblinear_version}; srand(1) before each fit)",
+        "normalize": f"x / (||x||_2 + {NORM_EPS:g})", "cv_fallback_cost": costs[fallback_cost_index(costs)],
+        "ties": "smallest cost wins", "std": "population (ddof=0)", "ap": "VOC all-points interpolated, 0 ignored",
+        "project": not args.no_project, "n_jobs": n_jobs,
+        "num_trainval": int(data.trainval_x.shape[0]), "num_test": int(data.test_x.shape[0]),
+        "dim": int(data.trainval_x.shape[1]),
+    }
+    metrics: dict = {"suite": "voc07_svm", "classes": list(data.classes), "settings": settings, "seconds": {}}
+    common = dict(costs=costs, seed=args.seed, n_jobs=n_jobs, project=not args.no_project, progress=args.progress)
+    if args.mode in ("full", "both"):
+        start = time.perf_counter()
+        metrics["full"] = run_full(data, **common)
+        metrics["seconds"]["full"] = round(time.perf_counter() - start, 3)
+    if args.mode in ("lowshot", "both"):
+        start = time.perf_counter()
+        low = run_lowshot(data, ks=ks, n_samples=args.samples, samples_path=samples_path, **common)
+        metrics["seconds"]["lowshot"] = round(time.perf_counter() - start, 3)
+        metrics.update(lowshot=low["table"], lowshot_short=low["short"], lowshot_samples=str(samples_path))
+        if low["short"]:
+            print(f"warning: {len(low['short'])} low-shot training sets have fewer than k positives or 19k "
+                  "negatives (trainval too small); see 'lowshot_short' in metrics.json", file=sys.stderr)
+    metrics["provenance"] = provenance(settings, torch.device("cpu"))
+    write_json(metrics, out / "metrics.json")
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        metrics = run_suite(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if "full" in metrics:
+        print(f"full-set mAP {100 * metrics['full']['map']:.2f}")
+    for k, row in metrics.get("lowshot", {}).items():
+        print(f"k={k}: " + "  ".join(f"{mode} {100 * r['mean']:.2f} +- {100 * r['std']:.2f}"
+                                     for mode, r in row.items()))
+    print(f"wrote {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
