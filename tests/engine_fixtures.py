@@ -1,7 +1,8 @@
-"""Tiny, fast pieces for engine tests (shared by the in-process and the torchrun tests)."""
+"""Tiny, fast pieces shared by the tests (engine, methods, evaluation suites, torchrun runs)."""
 import torch
 
 from common.backbones import build_backbone
+from common.checkpoint import save_checkpoint
 from common.data import build_dataset
 from common.engine import TrainConfig
 from common.methods.simclr import SimCLR
@@ -25,3 +26,14 @@ def tiny_config(**overrides) -> TrainConfig:
                     warmup_steps=2, ckpt_every=3, log_every=2, num_classes=10, progress=False)
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+def write_encoder(path, name: str = "cifar_resnet20", seed: int = 0, backbone=None, **kwargs):
+    """An encoder.pt as the engine writes it (backbone name, options, weights); returns the
+    backbone in eval mode. Default: a freshly initialised CIFAR ResNet-20 at width 0.5."""
+    kwargs = kwargs or {"width": 0.5}
+    if backbone is None:
+        torch.manual_seed(seed)
+        backbone = build_backbone(name, **kwargs)
+    save_checkpoint({"backbone": name, "backbone_kwargs": kwargs, "state_dict": backbone.state_dict()}, path)
+    return backbone.eval()

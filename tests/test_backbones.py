@@ -9,14 +9,6 @@ from common.backbones import build_backbone, describe_backbones, fp_layer_names,
 from common.errors import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine is shared: one intra-op thread avoids OpenMP spin contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 # name -> (kwargs at 32 px, expected feature_dim at 32 px,
 #          kwargs at native size, native size, expected feature_dim at native size)
 SHAPE_CASES = {

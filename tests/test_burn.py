@@ -25,14 +25,6 @@ from common.views import build_views
 from tests.engine_fixtures import tiny_config, tiny_dataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def make_burn(seed=0, teacher_width=0.5, **kw):
     """Student: 32 px ReActNet-A at width 1/8 (128-d); teacher: CIFAR-stem ResNet-18 (256-d at 0.5)."""
     torch.manual_seed(seed)

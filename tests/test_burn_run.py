@@ -3,7 +3,6 @@ baseline), and a short run whose binary student beats a random-init one in kNN a
 import copy
 import json
 
-import pytest
 import torch
 
 from burn.method import BURN
@@ -16,14 +15,6 @@ from common.features import extract_features, knn_accuracy
 from common.methods.supervised import Supervised
 from common.views import build_views, eval_transform
 from tests.engine_fixtures import tiny_config, tiny_dataset
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 SMALL = ["burn.dataset.options.num_images=32", "burn.dataset.options.image_size=16",

@@ -9,14 +9,6 @@ from common.checkpoint import save_checkpoint
 from common.errors import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def tv_state():
     torch.manual_seed(0)

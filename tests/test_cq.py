@@ -20,14 +20,6 @@ from tests.engine_fixtures import tiny_config, tiny_dataset
 PSET = "6-16"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def make_base(kind: str, views: str = "simclr", seed: int = 0):
     torch.manual_seed(seed)
     backbone = build_backbone("cifar_resnet20", width=0.5)

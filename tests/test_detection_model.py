@@ -13,14 +13,6 @@ from eval.detection import (TrainView, build_c4_detector, build_fpn_detector, bu
 CPU = Runtime(torch.device("cpu"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _encoder(tmp_path, name, **kwargs):
     torch.manual_seed(1)
     net = build_backbone(name, **kwargs)

@@ -9,14 +9,6 @@ from common.backbones import build_backbone
 from eval.detection import main
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture()
 def encoder(tmp_path):
     net = build_backbone("resnet18", width=0.125)

@@ -17,14 +17,6 @@ from tests.engine_fixtures import tiny_config, tiny_dataset, tiny_simclr
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class Crash(RuntimeError):
     pass
 

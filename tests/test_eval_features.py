@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import eval.features as ef
-from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint, save_checkpoint
+from tests.engine_fixtures import write_encoder
 from common.data import build_dataset
 from common.errors import ConfigError
 from common.views import eval_transform
@@ -14,24 +14,6 @@ from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, file_sha25
                            write_svm_features)
 
 SYN = {"num_images": 48, "image_size": 16}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def write_encoder(path, name="cifar_resnet20", seed=0, **kwargs):
-    """An encoder.pt as the engine writes it, from a freshly initialised backbone."""
-    kwargs = kwargs or {"width": 0.5}
-    torch.manual_seed(seed)
-    backbone = build_backbone(name, **kwargs)
-    save_checkpoint({"backbone": name, "backbone_kwargs": kwargs, "state_dict": backbone.state_dict(),
-                     "method": "test"}, path)
-    return backbone.eval()
 
 
 class CountingExtract:

@@ -8,32 +8,20 @@ import torch
 import torch.nn as nn
 
 import eval.finetune as eft
-from common.backbones import build_backbone
-from common.checkpoint import save_checkpoint
 from common.data import build_dataset
 from common.quant import QuantConv2d, get_precision, set_precision
 from common.views import eval_transform
 from eval.features import DataSpec
 from eval.presets import FINETUNE_PRESETS
+from tests.engine_fixtures import write_encoder
 
 SYN = {"num_images": 40, "image_size": 16}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
     path = tmp_path_factory.mktemp("enc") / "encoder.pt"
-    torch.manual_seed(0)
-    backbone = build_backbone("cifar_resnet20", width=0.5)
-    save_checkpoint({"backbone": "cifar_resnet20", "backbone_kwargs": {"width": 0.5},
-                     "state_dict": backbone.state_dict()}, path)
+    write_encoder(path)
     return path
 
 

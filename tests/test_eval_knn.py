@@ -7,29 +7,18 @@ import torch
 
 import eval.features as ef
 import eval.knn as ek
-from common.backbones import build_backbone
-from common.checkpoint import save_checkpoint
 from eval.features import DataSpec, FeatureExtractor
 from eval.linear import run_linear
 from eval.presets import LINEAR_PRESETS
+from tests.engine_fixtures import write_encoder
 
 OPTS = "{num_images: 48, image_size: 16}"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
     path = tmp_path_factory.mktemp("enc") / "encoder.pt"
-    torch.manual_seed(0)
-    save_checkpoint({"backbone": "cifar_resnet20", "backbone_kwargs": {"width": 0.5},
-                     "state_dict": build_backbone("cifar_resnet20", width=0.5).state_dict()}, path)
+    write_encoder(path)
     return path
 
 

@@ -24,14 +24,6 @@ SYN = {"num_images": 256, "image_size": 16}
 pytestmark = pytest.mark.filterwarnings("ignore::common.data.PartialDatasetWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def save_encoder(backbone, path):
     save_checkpoint({"backbone": "cifar_resnet20", "backbone_kwargs": {"width": 0.5},
                      "state_dict": backbone.state_dict()}, path)

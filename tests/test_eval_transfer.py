@@ -3,30 +3,18 @@ for Places205 / CUB), and the object preset on CIFAR-10 through the CLI."""
 import json
 
 import pytest
-import torch
 
 import eval.transfer as etr
-from common.backbones import build_backbone
-from common.checkpoint import save_checkpoint
+from tests.engine_fixtures import write_encoder
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::common.data.PartialDatasetWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
     path = tmp_path_factory.mktemp("enc") / "encoder.pt"
-    torch.manual_seed(0)
-    save_checkpoint({"backbone": "cifar_resnet20", "backbone_kwargs": {"width": 0.25},
-                     "state_dict": build_backbone("cifar_resnet20", width=0.25).state_dict()}, path)
+    write_encoder(path, width=0.25)
     return path
 
 

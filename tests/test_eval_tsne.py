@@ -17,14 +17,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.filterwarnings("ignore::common.data.PartialDatasetWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_at_most_20_classes_first_or_seeded():
     labels = np.repeat(np.arange(30), 3)
     assert et.choose_classes(labels) == list(range(20))

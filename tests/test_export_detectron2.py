@@ -2,21 +2,12 @@
 import pickle
 
 import numpy as np
-import pytest
 import torch
 import torchvision
 
 from eval.export_detectron2 import detectron2_name, main
 
 NORM = ("weight", "bias", "running_mean", "running_var")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def detectron2_r50_shapes() -> dict[str, tuple]:

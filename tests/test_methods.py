@@ -24,14 +24,6 @@ from common.views import build_views, eval_transform
 SIZE = 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on a shared 2-core box
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_backbone(seed: int = 0):
     torch.manual_seed(seed)
     return build_backbone("cifar_resnet20", width=0.25)

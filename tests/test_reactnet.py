@@ -19,15 +19,6 @@ STRIDES = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
 SMALL_STRIDES = [1, 1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine is shared: one intra-op thread avoids OpenMP spin contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def block_widths(model):
     """(in, out, stride) of every block, read from its modules."""
     rows = []
