@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python -m ...`: run them with the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test bench lock clean-venv
+.PHONY: setup repro test bench lock clean-venv profile
 
 setup: $(STAMP)
 
@@ -34,3 +34,8 @@ lock: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Switch the active profile (smoke | mini | paper): copies profiles/$(PROFILE).yaml over params.yaml.
+profile:
+	@test -n "$(PROFILE)" && test -f profiles/$(PROFILE).yaml || { echo "usage: make profile PROFILE=<name of a file in profiles/>"; exit 2; }
+	cp profiles/$(PROFILE).yaml params.yaml

@@ -1,0 +1,218 @@
+"""One evaluation suite over the checkpoints the active profile lists: the `eval@<suite>` DVC stages.
+
+    python -m eval.pipeline --suite linear [--params params.yaml] [--dry-run]
+
+reads ``eval.suites.<suite>`` (or, with ``--section figures``, ``eval.figures.<suite>``: suites
+whose output is pictures, e.g. t-SNE, kept apart so `dvc metrics show` reads only metrics) of
+params.yaml and runs the suite's CLI (``eval.linear``,
+``eval.knn``, ``eval.finetune``, ``eval.svm``, ``eval.transfer``, ``eval.detection``,
+``eval.tsne``) once per (checkpoint, variant), writing each into its own folder
+
+    runs/eval/<suite>/<group>/<run>[/<variant>]/metrics.json     e.g. runs/eval/linear/cq/simclr-cq_a-cifar_resnet20
+
+A suite's section:
+
+    linear:
+      cli: eval.linear                      # the module whose main(argv) runs one item
+      checkpoints: [cq, burn]               # groups (below) or run folders under runs/, e.g. burn/burn-stage2
+      args: {dataset: synthetic, epochs: 5} # --key value for every item (lists -> "a,b"; dicts -> YAML)
+      variants: {fp-10pct: {fraction: 0.1}} # optional: extra args per variant, one sub-folder each
+      positional: [iterations=20]           # optional: positional arguments (eval.detection)
+      together: true                        # optional: one call with every --encoder (eval.tsne)
+      features: {dataset: synthetic_cls}    # eval.svm only: args of eval.features, run first
+
+Checkpoint groups, from the pretraining lists of the same params file:
+``cq`` = every CQ run (methods x [baseline] + variants x backbones), ``burn`` = the final (stage 2)
+BURN runs of ``burn.runs``, S2-BNN and the binary baselines, ``burn_teacher`` = the FP teacher.
+
+Every item goes through :mod:`eval.guard`: a checkpoint whose pretraining diverged gets a
+metrics.json with status "not run (pretraining diverged)" instead of an evaluation.
+
+Choices where the brief is silent:
+- All items of a suite run in ONE process (the CLIs' ``main`` called in turn): a process start
+  costs seconds of imports, which would dominate the smoke profile's budget. DVC therefore caches
+  a suite as a whole; the feature cache (``--cache-dir``) keeps a re-run cheap.
+- An item whose CLI fails (exit code != 0) fails the stage: bad settings should stop the pipeline.
+- The SVM features file goes to ``runs/features/svm/<group>/<run>.pt`` (an intermediate, not a
+  DVC output) and the low-shot sample lists beside it (``<run>.samples.json``, drawn afresh by
+  every stage run: seeded, so the same lists for the same data), so the suite's folder holds only
+  what the report reads (and `dvc metrics show` parses).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from common.config import cli_main
+from common.errors import ConfigError
+from eval.guard import pretraining_diverged, write_not_run
+
+RUNS = Path("runs")
+EVAL_ROOT = RUNS / "eval"
+SUITE_FIELDS = {"cli", "checkpoints", "args", "variants", "positional", "together", "features"}
+
+
+# --------------------------------------------------------------------------------------------
+# Which checkpoints
+# --------------------------------------------------------------------------------------------
+
+def cq_runs(params: dict) -> list[str]:
+    cq = params.get("cq") or {}
+    variants = ["baseline", *cq.get("variants", [])]
+    return [f"cq/{m}-{v}-{b}" for m in cq.get("methods", []) for v in variants for b in cq.get("backbones", [])]
+
+
+def burn_runs(params: dict) -> list[str]:
+    burn = params.get("burn") or {}
+    runs = [f"burn/{r}-stage2" for r in burn.get("runs", [])]
+    return runs + ["burn/baseline-s2bnn"] + [f"burn/baseline-{b}" for b in burn.get("baselines", [])]
+
+
+def burn_teacher(params: dict) -> list[str]:
+    t = (params.get("burn") or {}).get("teacher") or {}
+    return [f"burn/teacher-{t.get('method')}-{t.get('backbone')}"]
+
+
+GROUPS = {"cq": cq_runs, "burn": burn_runs, "burn_teacher": burn_teacher}
+
+
+def expand_checkpoints(entries: Sequence[str], params: dict) -> list[str]:
+    """Group names -> run folders (relative to runs/), in order, without duplicates."""
+    out: list[str] = []
+    for entry in entries:
+        runs = GROUPS[entry](params) if entry in GROUPS else [str(entry)]
+        out += [r for r in runs if r not in out]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Command lines
+# --------------------------------------------------------------------------------------------
+
+def to_argv(args: dict) -> list[str]:
+    """{'cache_dir': 'x', 'options': {...}, 'ks': [1, 2]} -> ['--cache-dir', 'x', '--options', '{...}', '--ks', '1,2']."""
+    argv: list[str] = []
+    for key, value in args.items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, dict):
+            argv += [flag, yaml.safe_dump(value, default_flow_style=True).strip()]
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, ",".join(str(v) for v in value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def suite_config(params: dict, suite: str, section: str = "suites") -> dict:
+    suites = ((params.get("eval") or {}).get(section)) or {}
+    if suite not in suites:
+        raise ConfigError(f"--suite {suite}: not in eval.{section} of the params file (have {sorted(suites)})")
+    cfg = suites[suite] or {}
+    unknown = set(cfg) - SUITE_FIELDS
+    if unknown:
+        raise ConfigError(f"eval.{section}.{suite}: unknown field(s) {sorted(unknown)} (expected {sorted(SUITE_FIELDS)})")
+    if "cli" not in cfg or "checkpoints" not in cfg:
+        raise ConfigError(f"eval.{section}.{suite}: expected 'cli' and 'checkpoints'")
+    return cfg
+
+
+def plan(params: dict, suite: str, section: str = "suites") -> list[dict]:
+    """The calls of one suite: [{'cli', 'argv', 'out', 'encoders', 'features'?}]."""
+    cfg = suite_config(params, suite, section)
+    runs = expand_checkpoints(cfg["checkpoints"], params)
+    encoders = [str(RUNS / r / "encoder.pt") for r in runs]
+    base = dict(cfg.get("args") or {})
+    positional = [str(p) for p in cfg.get("positional") or []]
+    variants = cfg.get("variants") or {None: {}}
+    calls = []
+    if cfg.get("together"):
+        out = EVAL_ROOT / suite
+        argv = [a for e in encoders for a in ("--encoder", e)] + to_argv({**base, "out": str(out)})
+        return [{"cli": cfg["cli"], "argv": argv + positional, "out": out, "encoders": encoders}]
+    for run, encoder in zip(runs, encoders):
+        for variant, extra in variants.items():
+            out = EVAL_ROOT / suite / run / variant if variant else EVAL_ROOT / suite / run
+            call = {"cli": cfg["cli"], "out": out, "encoders": [encoder]}
+            if cfg.get("features") is not None:  # eval.svm reads a features file, written first
+                feats = RUNS / "features" / "svm" / f"{run}.pt"
+                call["features"] = ["--encoder", encoder, *to_argv({**cfg["features"], "out": str(feats)})]
+                call["samples_file"] = str(feats.with_suffix(".samples.json"))
+                call["argv"] = to_argv({**base, **(extra or {}), "samples_file": call["samples_file"],
+                                        "features": str(feats), "out": str(out)})
+            else:
+                call["argv"] = ["--encoder", encoder, *to_argv({**base, **(extra or {}), "out": str(out)})]
+            call["argv"] += positional
+            calls.append(call)
+    return calls
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+def call_cli(module: str, argv: list[str]) -> None:
+    main = getattr(importlib.import_module(module), "main")
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse errors
+        rc = exc.code
+    if rc:
+        raise SystemExit(f"error: python -m {module} {' '.join(argv)} exited with {rc}")
+
+
+def run_suite(params: dict, suite: str, dry_run: bool = False, section: str = "suites") -> list[dict]:
+    calls = plan(params, suite, section)
+    for call in calls:
+        line = f"python -m {call['cli']} {shlex.join(call['argv'])}"
+        diverged = [e for e in call["encoders"] if pretraining_diverged(e)]
+        if dry_run:
+            print(("# skipped (pretraining diverged): " if diverged else "") + line)
+            continue
+        if diverged:
+            write_not_run(call["out"], diverged[0])
+            print(f"{call['out']}: not run (pretraining of {diverged[0]} diverged)")
+            continue
+        missing = [e for e in call["encoders"] if not Path(e).is_file()]
+        if missing:
+            raise ConfigError(f"{missing[0]}: encoder not found (has its pretraining stage run?)")
+        if "features" in call:
+            call_cli("eval.features", call["features"])
+            # drawn afresh (seeded, so the same lists) so a stale file of other data never stops the run
+            Path(call["samples_file"]).unlink(missing_ok=True)
+        call_cli(call["cli"], call["argv"])
+    return calls
+
+
+def load_params(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--params {p}: file not found")
+    return yaml.safe_load(p.read_text()) or {}
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", required=True, help="a key of eval.suites in the params file")
+    parser.add_argument("--section", default="suites",
+                        help="eval.<section> holding the suite: suites (metrics) or figures (t-SNE)")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--dry-run", action="store_true", help="print the calls, run nothing")
+    args = parser.parse_args(argv)
+    calls = run_suite(load_params(args.params), args.suite, args.dry_run, args.section)
+    print(f"eval suite {args.suite}: {len(calls)} item(s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

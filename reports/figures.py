@@ -1,0 +1,155 @@
+"""The papers' figures from the pipeline's outputs, as PNG (the `report` stage).
+
+    python -m reports.figures --out reports/figures [--runs runs] [--params params.yaml]
+
+- ``cq_fig2_tsne_<model>.png``: CQ Fig. 2, copied from `eval.tsne`'s output (runs/eval/tsne);
+- ``burn_fig3_5_grad_norms.png``: BURN Figs. 3 / 5, gradient norm per step of every BURN run's
+  module groups, read from the runs' dvclive files (``train/grad_norm/<group>.tsv``);
+- ``burn_fig4_ema_toy.png``: BURN Fig. 4, copied from `burn.ema_toy` (runs/burn/ema_toy);
+- ``burn_fig8_lambda.png``: BURN Fig. 8, the lambda(t) schedules of `burn.loss` (Eq. 3 cosine,
+  constant, step);
+- ``burn_svm_lowshot.png``: low-shot VOC07 SVM mAP (cross-validated cost) against k, one line per
+  BURN-paper checkpoint, error bars = std over the samples.
+
+Choices where the brief is silent: a figure whose input is missing (the profile did not run it)
+is skipped with a note on stderr, not an error; matplotlib's Agg backend; 100 dpi.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from common.config import cli_main  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def read_tsv(path: Path) -> tuple[list[float], list[float]]:
+    with open(path) as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    steps, values = [], []
+    for row in rows[1:]:
+        try:
+            steps.append(float(row[0]))
+            values.append(float(row[1]))
+        except (ValueError, IndexError):
+            continue  # "nan" / "inf" written as text by dvclive
+    return steps, values
+
+
+def tsne_figures(runs: Path, out: Path) -> list[Path]:
+    return [Path(shutil.copyfile(png, out / f"cq_fig2_tsne_{png.stem}.png"))
+            for png in sorted((runs / "eval" / "tsne").glob("*.png"))]
+
+
+def grad_norm_figure(runs: Path, out: Path) -> list[Path]:
+    """One panel per BURN run (stage 1 and 2, S2-BNN): gradient norm per module group."""
+    folders = [p for p in sorted((runs / "burn").glob("*")) if (p / "dvclive").is_dir()
+               and ("stage" in p.name or p.name == "baseline-s2bnn")]
+    panels = [(p, sorted((p / "dvclive" / "plots" / "metrics" / "train" / "grad_norm").glob("*.tsv")))
+              for p in folders]
+    panels = [(p, files) for p, files in panels if files]
+    if not panels:
+        return []
+    cols = min(4, len(panels))
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, (folder, files) in zip(axes.flat, panels):
+        for f in files:
+            ax.plot(*read_tsv(f), label=f.stem)
+        ax.set_title(folder.name, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("gradient norm")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle("Gradient norms per module group (BURN Figs. 3, 5)")
+    return [_save(fig, out / "burn_fig3_5_grad_norms.png")]
+
+
+def ema_figure(runs: Path, out: Path) -> list[Path]:
+    png = runs / "burn" / "ema_toy" / "ema_toy.png"
+    return [Path(shutil.copyfile(png, out / "burn_fig4_ema_toy.png"))] if png.is_file() else []
+
+
+def lambda_figure(out: Path, steps: int = 200) -> list[Path]:
+    from burn.loss import lambda_constant, lambda_cosine, lambda_step
+
+    ts = list(range(steps + 1))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(ts, [lambda_cosine(t, steps) for t in ts], label="Eq. 3 (cosine, 0.9 -> 0.7)")
+    ax.plot(ts, [lambda_constant(t, steps) for t in ts], label="constant 0.7")
+    ax.plot(ts, [lambda_step(t, steps) for t in ts], label="step H(-t + T/2)")
+    ax.set_xlabel("t (steps)")
+    ax.set_ylabel("lambda(t)")
+    ax.set_title("Balancing function lambda(t) (BURN Fig. 8)")
+    ax.legend(fontsize=8)
+    return [_save(fig, out / "burn_fig8_lambda.png")]
+
+
+def lowshot_figure(runs: Path, out: Path) -> list[Path]:
+    files = sorted((runs / "eval" / "svm").glob("*/*/metrics.json"))
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    drawn = 0
+    for f in files:
+        metrics = json.loads(f.read_text())
+        low = metrics.get("lowshot") or {}
+        if metrics.get("status", "ok") != "ok" or not low:
+            continue
+        ks = sorted(low, key=int)
+        ax.errorbar([int(k) for k in ks], [100 * low[k]["cv"]["mean"] for k in ks],
+                    yerr=[100 * low[k]["cv"]["std"] for k in ks], marker="o", capsize=2, label=f.parent.name)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return []
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (positives per class)")
+    ax.set_ylabel("mAP (%)")
+    ax.set_title("Low-shot VOC07 SVM (cross-validated cost)")
+    ax.legend(fontsize=6)
+    return [_save(fig, out / "burn_svm_lowshot.png")]
+
+
+def make_figures(runs: str | Path, out: str | Path) -> list[Path]:
+    runs, out = Path(runs), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []
+    for name, fn in (("t-SNE", lambda: tsne_figures(runs, out)), ("gradient norms", lambda: grad_norm_figure(runs, out)),
+                     ("EMA toy", lambda: ema_figure(runs, out)), ("lambda(t)", lambda: lambda_figure(out)),
+                     ("low-shot SVM", lambda: lowshot_figure(runs, out))):
+        got = fn()
+        if not got:
+            print(f"note: no {name} figure (its runs are not there)", file=sys.stderr)
+        made += got
+    return made
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reports.figures", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder for the PNG files")
+    parser.add_argument("--runs", default="runs")
+    args = parser.parse_args(argv)
+    for path in make_figures(args.runs, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

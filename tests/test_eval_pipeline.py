@@ -1,0 +1,70 @@
+"""eval.pipeline (the eval@<suite> stages) and eval.guard (diverged pretraining is reported)."""
+import json
+
+import pytest
+
+from common.errors import ConfigError
+from eval import pipeline
+from eval.guard import NOT_RUN_DIVERGED, pretraining_diverged
+
+PARAMS = {
+    "cq": {"methods": ["simclr"], "variants": ["cq_a"], "backbones": ["r20"]},
+    "burn": {"runs": ["burn"], "baselines": ["byol"], "teacher": {"method": "mocov2", "backbone": "resnet18"}},
+    "eval": {"suites": {
+        "linear": {"cli": "eval.linear", "checkpoints": ["cq", "burn/burn-stage2"],
+                   "args": {"dataset": "synthetic", "options": {"seed": 1}, "cache_dir": "c", "ks": [1, 2]}},
+        "ft": {"cli": "eval.finetune", "checkpoints": ["cq/simclr-cq_a-r20"],
+               "variants": {"4bit": {"bits": 4}}, "args": {"flag": True, "off": False}},
+        "tsne": {"cli": "eval.tsne", "together": True, "checkpoints": ["burn"], "args": {"seed": 0}},
+    }},
+}
+
+
+def test_groups_expand_from_the_pretraining_lists():
+    assert pipeline.expand_checkpoints(["cq", "burn", "cq"], PARAMS) == [
+        "cq/simclr-baseline-r20", "cq/simclr-cq_a-r20",
+        "burn/burn-stage2", "burn/baseline-s2bnn", "burn/baseline-byol"]
+    assert pipeline.expand_checkpoints(["burn_teacher"], PARAMS) == ["burn/teacher-mocov2-resnet18"]
+
+
+def test_plan_builds_one_call_per_item_with_its_own_folder():
+    calls = pipeline.plan(PARAMS, "linear")
+    assert [str(c["out"]) for c in calls] == ["runs/eval/linear/cq/simclr-baseline-r20",
+                                               "runs/eval/linear/cq/simclr-cq_a-r20",
+                                               "runs/eval/linear/burn/burn-stage2"]
+    assert calls[0]["argv"] == ["--encoder", "runs/cq/simclr-baseline-r20/encoder.pt", "--dataset", "synthetic",
+                                "--options", "{seed: 1}", "--cache-dir", "c", "--ks", "1,2",
+                                "--out", "runs/eval/linear/cq/simclr-baseline-r20"]
+    ft = pipeline.plan(PARAMS, "ft")
+    assert [str(c["out"]) for c in ft] == ["runs/eval/ft/cq/simclr-cq_a-r20/4bit"]
+    assert ft[0]["argv"][2:] == ["--flag", "--bits", "4", "--out", "runs/eval/ft/cq/simclr-cq_a-r20/4bit"]
+    tsne = pipeline.plan(PARAMS, "tsne")
+    assert len(tsne) == 1 and tsne[0]["argv"].count("--encoder") == 3
+
+
+def test_unknown_suite_or_field_is_one_clear_error():
+    with pytest.raises(ConfigError, match="--suite nope"):
+        pipeline.plan(PARAMS, "nope")
+    bad = {"eval": {"suites": {"x": {"cli": "eval.knn", "checkpoints": [], "typo": 1}}}}
+    with pytest.raises(ConfigError, match="typo"):
+        pipeline.plan(bad, "x")
+
+
+def test_diverged_pretraining_writes_not_run_instead_of_evaluating(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for run, status in (("simclr-baseline-r20", "ok"), ("simclr-cq_a-r20", "diverged")):
+        folder = tmp_path / "runs" / "cq" / run
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"status": status, "step": 3}))
+        (folder / "encoder.pt").write_bytes(b"")
+    called = []
+    monkeypatch.setattr(pipeline, "call_cli", lambda module, argv: called.append(argv[1]))
+    params = {**PARAMS, "eval": {"suites": {"linear": {**PARAMS["eval"]["suites"]["linear"], "checkpoints": ["cq"]}}}}
+    pipeline.run_suite(params, "linear")
+    assert called == ["runs/cq/simclr-baseline-r20/encoder.pt"]
+    assert pretraining_diverged("runs/cq/simclr-cq_a-r20/encoder.pt")
+    assert not pretraining_diverged("runs/cq/simclr-baseline-r20/encoder.pt")
+    written = json.loads((tmp_path / "runs/eval/linear/cq/simclr-cq_a-r20/metrics.json").read_text())
+    assert written["status"] == NOT_RUN_DIVERGED == "not run (pretraining diverged)"
+    assert written["pretraining"]["step"] == 3
+    assert not (tmp_path / "runs/eval/linear/cq/simclr-baseline-r20").exists()

@@ -1,0 +1,43 @@
+"""Profiles: smoke.yaml is params.yaml; the paper profile stops at once without CUDA."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.errors import ConfigError
+from common.profile_check import check_profile, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_smoke_profile_is_the_embedded_params():
+    assert (REPO / "profiles" / "smoke.yaml").read_text() == (REPO / "params.yaml").read_text()
+
+
+def test_every_profile_names_itself_and_keeps_the_top_level_precision():
+    for path in sorted((REPO / "profiles").glob("*.yaml")):
+        params = yaml.safe_load(path.read_text())
+        assert params["profile"] == path.stem
+        assert isinstance(params["precision"], str)  # `dvc exp run -S precision=4-16` works in each
+
+
+def test_paper_profile_needs_cuda():
+    assert check_profile({"profile": "smoke"}, cuda_available=False) == "smoke"
+    assert check_profile({"profile": "paper"}, cuda_available=True) == "paper"
+    with pytest.raises(ConfigError, match="profile 'paper' needs CUDA"):
+        check_profile({"profile": "paper"}, cuda_available=False)
+    with pytest.raises(ConfigError, match="'profile' should be one of"):
+        check_profile({"profile": "huge"}, cuda_available=True)
+
+
+def test_cli_exits_2_with_one_line_on_cpu(tmp_path, capsys, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    params = tmp_path / "params.yaml"
+    params.write_text("profile: paper\n")
+    out = tmp_path / "profile.json"
+    assert main(["--params", str(params), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "needs CUDA" in err and not out.exists()
+    params.write_text("profile: smoke\n")
+    assert main(["--params", str(params), "--out", str(out)]) == 0 and out.is_file()
