@@ -154,6 +154,22 @@ def aggregate(params: Mapping, runs: str | Path = "runs") -> dict:
     return out
 
 
+def load_report_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml with its ``report`` section read from the file ``report_mapping`` names
+    (a profile's mapping lives in reports/mapping/<profile>.yaml)."""
+    path = Path(path)
+    params = yaml.safe_load(path.read_text()) or {}
+    mapping = params.get("report_mapping")
+    if mapping is not None:
+        mapping_path = Path(mapping)
+        if not mapping_path.is_file():
+            raise ConfigError(f"report_mapping {mapping_path}: file not found")
+        params["report"] = (yaml.safe_load(mapping_path.read_text()) or {}).get("report")
+        if not isinstance(params["report"], dict):
+            raise ConfigError(f"report_mapping {mapping_path}: expected a 'report' section")
+    return params
+
+
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports.aggregate", description=__doc__.splitlines()[0])
@@ -164,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = Path(args.params)
     if not path.is_file():
         raise ConfigError(f"--params {path}: file not found")
-    measured = aggregate(yaml.safe_load(path.read_text()) or {}, args.runs)
+    measured = aggregate(load_report_params(path), args.runs)
     write_json(measured, args.out)
     n = sum(len(c) for t in measured["tables"].values() for c in t["cells"].values())
     print(f"{args.out}: {len(measured['tables'])} tables, {n} mapped cells")

@@ -2,7 +2,7 @@
 
 Checks that every table of both papers exists as Markdown and LaTeX, parses, has the paper's rows
 and columns, and holds a number (or "diverged") in every cell the smoke profile's mapping
-(`report` in params.yaml) says it computes.
+(`report_mapping` in params.yaml) says it computes.
 """
 import os
 import re
@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
+from reports.aggregate import load_report_params
 from reports.render import _md_escape, latex_escape
 from reports.tables import load_paper_tables
 
@@ -44,7 +44,12 @@ def latex_rows(text: str) -> list[list[str]]:
 
 def check_reports(repo: Path) -> int:
     """Assert the rendered tables of `repo`; returns the number of measured cells checked."""
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    cwd = os.getcwd()
+    os.chdir(repo)  # the mapping file is named relative to the repository
+    try:
+        params = load_report_params(repo / "params.yaml")
+    finally:
+        os.chdir(cwd)
     mapped, checked = mapped_cells(params), 0
     for table in load_paper_tables():
         levels = table.key_levels or len(table.row_header)
