@@ -30,7 +30,7 @@ Choices made where the papers are silent (each one is a parameter of `QuantConfi
   the current precision, as in a related lab project; otherwise BatchNorm is shared.
 
 Speed: the per-output-channel and per-tensor CPT quantizers use torch's fused fake-quantization
-kernels; the floor mode is one fused ``div(..., rounding_mode="floor")`` plus an in-place multiply.
+kernels; the floor mode is a division, an in-place floor and an in-place multiply.
 Both are custom autograd functions whose backward returns the incoming gradient untouched, so
 the straight-through estimator costs no pass at all (see ``bench/quant.py``).
 """
@@ -139,7 +139,10 @@ def floor_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
     # Zero range: use S = |x| (or 1 at zero) so that floor(x / S) * S == x exactly.
     fallback = torch.where(lo != 0, lo.abs(), torch.ones_like(lo))
     scale = torch.where(scale > 0, scale, fallback)
-    return torch.div(x, scale, rounding_mode="floor").mul_(scale)
+    # true division + in-place floor: ~5x faster on CPU than div(rounding_mode="floor"), which
+    # corrects for the exact quotient; the two differ only where x / S is within one float32
+    # ulp of an integer.
+    return torch.div(x, scale).floor_().mul_(scale)
 
 
 def cpt_quantize(x: torch.Tensor, bits: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
