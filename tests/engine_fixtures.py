@@ -1,4 +1,9 @@
 """Tiny, fast pieces shared by the tests (engine, methods, evaluation suites, torchrun runs)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 
 from common.backbones import build_backbone
@@ -37,3 +42,18 @@ def write_encoder(path, name: str = "cifar_resnet20", seed: int = 0, backbone=No
         backbone = build_backbone(name, **kwargs)
     save_checkpoint({"backbone": name, "backbone_kwargs": kwargs, "state_dict": backbone.state_dict()}, path)
     return backbone.eval()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def clone_repo(dest: Path) -> tuple[Path, dict]:
+    """A git clone of this repository (its committed state) and the environment to run its
+    pipeline in: the venv's tools first on PATH, a git identity for `dvc exp`, one thread."""
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
+           "OMP_NUM_THREADS": "1"}
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(dest)], check=True, env=env)
+    return dest, env

@@ -1,13 +1,13 @@
 """`dvc exp run -S precision=4-16` in a temporary clone changes what the CQ stage draws from."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.engine_fixtures import clone_repo
+
 STAGE = "cq_pretrain@simclr-cq_a-cifar_resnet20"
 OUT = Path("runs/cq/simclr-cq_a-cifar_resnet20/metrics.json")
 
@@ -20,14 +20,8 @@ def run(cmd, cwd, env):
 
 @pytest.mark.e2e
 def test_dvc_exp_run_with_another_precision_set(tmp_path):
-    clone = tmp_path / "repo"
-    bindir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
-           "OMP_NUM_THREADS": "1"}
-    run(["git", "clone", "--quiet", str(REPO), str(clone)], tmp_path, env)
-    dvc = str(bindir / "dvc")
+    clone, env = clone_repo(tmp_path / "repo")
+    dvc = str(Path(sys.executable).parent / "dvc")
     run([dvc, "exp", "run", "--name", "p416", "-S", "precision=4-16", "-S", "cq.train.steps=3", STAGE],
         clone, env)
     metrics = json.loads((clone / OUT).read_text())

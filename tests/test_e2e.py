@@ -15,8 +15,8 @@ import pytest
 from reports.aggregate import load_report_params
 from reports.render import _md_escape, latex_escape
 from reports.tables import load_paper_tables
+from tests.engine_fixtures import clone_repo
 
-REPO = Path(__file__).resolve().parents[1]
 MEASURED = re.compile(r"^(-?\d+\.\d\d( ± \d+\.\d\d)?( \(n=\d+\))?|diverged) vs ")
 LATEX_MEASURED = re.compile(r"^(-?\d+\.\d\d( \$\\pm\$ \d+\.\d\d)?( \(n=\d+\))?|diverged) vs ")
 
@@ -77,14 +77,8 @@ def check_reports(repo: Path) -> int:
 
 @pytest.mark.e2e
 def test_smoke_dvc_repro_renders_every_table(tmp_path):
-    clone = tmp_path / "repo"
-    bindir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost",
-           "OMP_NUM_THREADS": "1"}
-    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, env=env)
-    done = subprocess.run([str(bindir / "dvc"), "repro"], cwd=clone, env=env, capture_output=True,
+    clone, env = clone_repo(tmp_path / "repo")
+    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=clone, env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert check_reports(clone) > 150
