@@ -163,8 +163,7 @@ class ContrastiveQuant(Method):
 
 def forwards_per_step(variant: str, base: str = "simclr") -> int:
     """Encoder forwards of one step (the benchmark's ideal cost ratio): keys x (1 or 2 for BYOL)."""
-    keys = len(plan(variant, 8, 6).keys) if needs_precisions(variant) else 2
-    return keys * (2 if base == "byol" else 1)
+    return len(plan(variant, 8, 6).keys) * (2 if base == "byol" else 1)
 
 
 __all__ = ["ContrastiveQuant", "Encoded", "Key", "forwards_per_step", "TARGET_PRECISIONS"]
