@@ -18,7 +18,8 @@ projection head), infomin (MoCo v2 with the ``infomin`` views). Everything comes
 ``common.views.build_views`` plus its options), ``methods.<method>`` (constructor arguments),
 ``variants.<name>`` (BURN's named configurations, merged over ``methods.burn``), ``train`` (the
 engine's TrainConfig, with ``train_by_method.<method>`` merged over it) and
-``teacher_file_backbone`` (the architecture of a torchvision / MoCo v2 teacher file; this
+``teacher.train`` (settings merged last for the run started with ``--as-teacher``, the FP
+teacher), ``teacher_file_backbone`` (the architecture of a torchvision / MoCo v2 teacher file; this
 project's encoder.pt says its own).
 
 --stage: the binary stage of a binary backbone (1: binary activations, FP weights; 2: fully
@@ -135,9 +136,12 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
 
 
 def run(params: dict, method: str, backbone_name: str, out: str, stage: int | None = None,
-        teacher: str | None = None, init: str | None = None, variant: str | None = None) -> dict:
+        teacher: str | None = None, init: str | None = None, variant: str | None = None,
+        as_teacher: bool = False) -> dict:
     cfg = section(params, "burn")
     train_settings = {**section(cfg, "train"), **((cfg.get("train_by_method") or {}).get(method) or {})}
+    if as_teacher:  # the FP teacher may train longer than the binary runs of the same method
+        train_settings.update((cfg.get("teacher") or {}).get("train") or {})
     train_cfg = TrainConfig.from_dict({"seed": int(params.get("seed", 0)), **train_settings})
     model, facts = build_method(params, method, backbone_name, stage, teacher, init, variant, train_cfg.steps)
     data = section(cfg, "dataset")
@@ -163,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variant", default=None, help="BURN configuration in burn.variants (default: burn)")
     parser.add_argument("--teacher", default=None, help="FP teacher: run folder, encoder.pt, MoCo v2 or torchvision file")
     parser.add_argument("--init", default=None, help="BURN stage 2: stage 1's run folder or checkpoint.pt")
+    parser.add_argument("--as-teacher", action="store_true",
+                        help="this run is the FP teacher: burn.teacher.train is merged over its settings")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("overrides", nargs="*", help="key.sub=value settings, e.g. burn.train.steps=100")
     args = parser.parse_args(argv)
@@ -171,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and not Path(value).exists():
             raise ConfigError(f"--{name} {value}: not found")
     params = load_params(args.params, args.overrides)
-    metrics = run(params, args.method, args.backbone, args.out, args.stage, args.teacher, args.init, args.variant)
+    metrics = run(params, args.method, args.backbone, args.out, args.stage, args.teacher, args.init, args.variant,
+                  args.as_teacher)
     print(f"{args.out}: {metrics['status']} at step {metrics['step']}, loss {metrics['final_loss']}")
     return 0
 

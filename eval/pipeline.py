@@ -21,9 +21,13 @@ A suite's section:
       together: true                        # optional: one call with every --encoder (eval.tsne)
       features: {dataset: synthetic_cls}    # eval.svm only: args of eval.features, run first
 
+A suite that reads a data set from files and names no `root` gets the params file's `data.root`
+(the folder holding cifar10/, cifar100/, voc2007/, ... as ../shared/data does).
+
 Checkpoint groups, from the pretraining lists of the same params file:
 ``cq`` = every CQ run (methods x [baseline] + variants x backbones), ``burn`` = the final (stage 2)
-BURN runs of ``burn.runs``, S2-BNN and the binary baselines, ``burn_teacher`` = the FP teacher.
+BURN runs of ``burn.runs``, S2-BNN and the binary baselines, ``burn_main`` = the same without the
+ablations (burn-stage2, S2-BNN, baselines), ``burn_teacher`` = the FP teacher.
 
 Every item goes through :mod:`eval.guard`: a checkpoint whose pretraining diverged gets a
 metrics.json with status "not run (pretraining diverged)" instead of an evaluation.
@@ -79,7 +83,15 @@ def burn_teacher(params: dict) -> list[str]:
     return [f"burn/teacher-{t.get('method')}-{t.get('backbone')}"]
 
 
-GROUPS = {"cq": cq_runs, "burn": burn_runs, "burn_teacher": burn_teacher}
+def burn_main(params: dict) -> list[str]:
+    """The BURN run (if `burn` is in burn.runs), S2-BNN and the baselines: the rows of BURN
+    Tables 1-4, 8 and 9 (the ablations of Tables 5-7 need only linear evaluation)."""
+    burn = params.get("burn") or {}
+    main = ["burn/burn-stage2"] if "burn" in burn.get("runs", []) else []
+    return main + ["burn/baseline-s2bnn"] + [f"burn/baseline-{b}" for b in burn.get("baselines", [])]
+
+
+GROUPS = {"cq": cq_runs, "burn": burn_runs, "burn_main": burn_main, "burn_teacher": burn_teacher}
 
 
 def expand_checkpoints(entries: Sequence[str], params: dict) -> list[str]:
@@ -126,6 +138,16 @@ def suite_config(params: dict, suite: str, section: str = "suites") -> dict:
     return cfg
 
 
+def with_data_root(args: dict, params: dict) -> dict:
+    """Give a suite that reads files (a `dataset` not generated) the profile's `data.root`
+    unless it names its own `root`: one key moves every suite to another data folder."""
+    dataset = str(args.get("dataset", ""))
+    root = (params.get("data") or {}).get("root")
+    if not dataset or dataset.startswith("synthetic") or "root" in args or root is None:
+        return args
+    return {**args, "root": root}
+
+
 def plan(params: dict, suite: str, section: str = "suites") -> list[dict]:
     """The calls of one suite: [{'cli', 'argv', 'out', 'encoders', 'features'?}]."""
     cfg = suite_config(params, suite, section)
@@ -137,7 +159,7 @@ def plan(params: dict, suite: str, section: str = "suites") -> list[dict]:
     calls = []
     if cfg.get("together"):
         out = EVAL_ROOT / suite
-        argv = [a for e in encoders for a in ("--encoder", e)] + to_argv({**base, "out": str(out)})
+        argv = [a for e in encoders for a in ("--encoder", e)] + to_argv({**with_data_root(base, params), "out": str(out)})
         return [{"cli": cfg["cli"], "argv": argv + positional, "out": out, "encoders": encoders}]
     for run, encoder in zip(runs, encoders):
         for variant, extra in variants.items():
@@ -145,12 +167,14 @@ def plan(params: dict, suite: str, section: str = "suites") -> list[dict]:
             call = {"cli": cfg["cli"], "out": out, "encoders": [encoder]}
             if cfg.get("features") is not None:  # eval.svm reads a features file, written first
                 feats = RUNS / "features" / "svm" / f"{run}.pt"
-                call["features"] = ["--encoder", encoder, *to_argv({**cfg["features"], "out": str(feats)})]
+                features = with_data_root(dict(cfg["features"]), params)
+                call["features"] = ["--encoder", encoder, *to_argv({**features, "out": str(feats)})]
                 call["samples_file"] = str(feats.with_suffix(".samples.json"))
-                call["argv"] = to_argv({**base, **(extra or {}), "samples_file": call["samples_file"],
+                call["argv"] = to_argv({**with_data_root({**base, **(extra or {})}, params), "samples_file": call["samples_file"],
                                         "features": str(feats), "out": str(out)})
             else:
-                call["argv"] = ["--encoder", encoder, *to_argv({**base, **(extra or {}), "out": str(out)})]
+                args = with_data_root({**base, **(extra or {})}, params)
+                call["argv"] = ["--encoder", encoder, *to_argv({**args, "out": str(out)})]
             call["argv"] += positional
             calls.append(call)
     return calls

@@ -16,6 +16,9 @@ of which paper table, so each profile (smoke, mini, paper) has its own mapping:
           columns: {"Fine-tune Acc. (FP) / 10% labels": "finetune/fp-10pct:top1*100", ...}
           cells: [["SimCLR", "ResNet-34", cq/simclr-baseline-..., "linear:top1*100"]]   # optional, explicit
 
+A row key may hold ``{precision}``: it is replaced by the precision set the run's pretraining
+metrics record (CQ Table 9), so a row never claims a set the run did not use.
+
 A source ("finetune/fp-10pct:top1*100") names the suite, the variant sub-folder if any, the key in
 the metrics file (dots go into nested objects: ``lowshot.4.cv.mean``) and a scale (fractions ->
 %). The long form is a mapping: ``{suite, variant, key, scale, std, n}``, where ``std`` is a key of
@@ -107,7 +110,31 @@ def read_cell(runs: Path, run: str, source: dict) -> Any:
     return cell if len(cell) > 1 else cell["value"]
 
 
-def table_cells(table_id: str, spec: Mapping, runs: Path) -> dict[str, dict[str, Any]]:
+def precision_label(runs: Path, run: str) -> str | None:
+    """The precision set a CQ pretraining run drew from ("6-16"), read from its own metrics file;
+    None when the run is missing or recorded none."""
+    path = runs / run / "metrics.json"
+    if not path.is_file():
+        return None
+    bits = (json.loads(path.read_text()).get("method") or {}).get("precision_set") or []
+    if not bits:
+        return None
+    bits = sorted(int(b) for b in bits)
+    contiguous = bits == list(range(bits[0], bits[-1] + 1))
+    return f"{bits[0]}-{bits[-1]}" if contiguous else ",".join(map(str, bits))
+
+
+def row_key(row: str, run: str, runs: Path) -> str | None:
+    """A row key, with "{precision}" filled from the run itself: a CQ Table 9 row then names the
+    precision set the run really used (`dvc exp run -S precision=4-16` moves it to the 4-16 row)."""
+    if "{precision}" not in row:
+        return row
+    label = precision_label(runs, run)
+    return None if label is None else row.replace("{precision}", label)
+
+
+def table_cells(table_id: str, spec: Mapping, runs: Path,
+                known_rows: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     where = f"report.tables.{table_id}"
     unknown = set(spec) - {"context", "rows", "columns", "cells"}
     if unknown:
@@ -115,6 +142,13 @@ def table_cells(table_id: str, spec: Mapping, runs: Path) -> dict[str, dict[str,
     cells: dict[str, dict[str, Any]] = {}
     rows, columns = spec.get("rows") or {}, spec.get("columns") or {}
     for row, run in rows.items():
+        templated, row = "{precision}" in str(row), row_key(str(row), str(run), runs)
+        if row is None:  # "{precision}" of a run not there yet: its cells stay "not run"
+            continue
+        if templated and known_rows is not None and row not in known_rows:
+            print(f"report.tables.{table_id}: {run} used precision set of row {row!r}, which the "
+                  f"paper's table has not; left out")
+            continue
         for column, source in columns.items():
             cells.setdefault(row, {})[column] = read_cell(runs, str(run), parse_source(source, where))
     for entry in spec.get("cells") or []:
@@ -149,7 +183,8 @@ def aggregate(params: Mapping, runs: str | Path = "runs") -> dict:
         paper = table_id.split("_")[0]
         context = {**_context(contexts.get(paper), f"report.contexts.{paper}"),
                    **_context(spec.get("context"), f"report.tables.{table_id}.context")}
-        out["tables"][table_id] = {"context": context, "cells": table_cells(table_id, spec, Path(runs))}
+        rows = next(t for t in paper_tables if t.id == table_id).row_keys
+        out["tables"][table_id] = {"context": context, "cells": table_cells(table_id, spec, Path(runs), rows)}
     parse_measured(out, paper_tables, "report mapping")  # validates row and column keys against the papers' tables
     return out
 

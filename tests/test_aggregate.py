@@ -78,3 +78,18 @@ def test_cli_writes_json_and_mapping_typos_are_errors(runs, tmp_path):
     with pytest.raises(ConfigError, match="source"):
         aggregate({**MAPPING, "report": {"tables": {"burn_table5": {"rows": {"①": "burn/a"},
                                                                     "columns": {"Top-1 (%)": "no colon"}}}}}, runs)
+
+
+def test_precision_rows_name_the_set_each_run_used(tmp_path):
+    """CQ Table 9: "{precision}" in a row key comes from the run's own pretraining metrics."""
+    for run, bits in (("cq/a", range(4, 17)), ("cq/b", range(8, 17)), ("cq/c", range(5, 17))):
+        (tmp_path / run).mkdir(parents=True)
+        (tmp_path / run / "metrics.json").write_text(json.dumps({"method": {"precision_set": list(bits)}}))
+        write(tmp_path, f"finetune/{run}/fp-1pct", {"status": "ok", "top1": 0.5})
+    mapping = {"profile": "mini", "report": {"tables": {"cq_table9": {
+        "rows": {"ResNet-18 / {precision}": "cq/a", "ResNet-34 / {precision}": "cq/b",
+                 "ResNet-74 / {precision}": "cq/missing", "ResNet-110 / {precision}": "cq/c"},
+        "columns": {"Fine-tune Acc. (FP) / 1% labels": "finetune/fp-1pct:top1*100"}}}}}
+    cells = aggregate(mapping, tmp_path)["tables"]["cq_table9"]["cells"]
+    assert cells == {"ResNet-18 / 4-16": {"Fine-tune Acc. (FP) / 1% labels": 50.0},
+                     "ResNet-34 / 8-16": {"Fine-tune Acc. (FP) / 1% labels": 50.0}}  # 5-16: no such row

@@ -29,7 +29,9 @@ def cli(*args):
 
 def test_cli_chain_teacher_stage1_stage2_s2bnn_and_a_baseline(tmp_path, capsys):
     teacher, s1, s2 = tmp_path / "teacher", tmp_path / "s1", tmp_path / "s2"
-    assert cli("--method", "mocov2", "--backbone", "resnet18", "--out", teacher) == 0
+    assert cli("--method", "mocov2", "--backbone", "resnet18", "--as-teacher", "--out", teacher,
+               "burn.teacher.train.steps=3") == 0
+    assert json.loads((teacher / "metrics.json").read_text())["step"] == 3  # burn.teacher.train wins
     assert cli("--method", "burn", "--backbone", "reactnet_a", "--stage", 1, "--teacher", teacher, "--out", s1) == 0
     assert cli("--method", "burn", "--backbone", "reactnet_a", "--stage", 2, "--teacher", teacher,
                "--init", s1, "--out", s2) == 0
@@ -44,6 +46,7 @@ def test_cli_chain_teacher_stage1_stage2_s2bnn_and_a_baseline(tmp_path, capsys):
     assert cli("--method", "s2bnn", "--backbone", "reactnet_a", "--teacher", teacher, "--out", tmp_path / "s2bnn") == 0
     assert cli("--method", "byol", "--backbone", "reactnet_a", "--out", tmp_path / "byol") == 0
     assert json.loads((tmp_path / "byol" / "metrics.json").read_text())["status"] == "ok"
+    assert json.loads((tmp_path / "byol" / "metrics.json").read_text())["step"] == 2
     # bad input: one line, exit 2, nothing written
     capsys.readouterr()
     assert cli("--method", "burn", "--backbone", "reactnet_a", "--stage", 2, "--teacher", teacher,

@@ -220,8 +220,17 @@ def test_voc07_cls_labels_match_per_class_files(shared_data):
 def test_voc_root_forms_are_equivalent(shared_data):
     voc = shared_data / "voc2007"
     sizes = {len(build_dataset("voc07_cls", root, "test"))
-             for root in (voc, voc / "VOCdevkit", voc / "VOCdevkit" / "VOC2007")}
+             for root in (voc, voc / "VOCdevkit", voc / "VOCdevkit" / "VOC2007", shared_data)}
     assert sizes == {250}
+
+
+def test_the_common_data_root_serves_every_cifar(shared_data):
+    """data.root of the mini profile: one folder holding cifar10/, cifar100/, voc2007/."""
+    ten, _ = _load_partial("cifar10", shared_data, "test")
+    hundred, _ = _load_partial("cifar100", shared_data, "test")
+    assert (len(ten), len(hundred)) == (1017, 916)
+    with pytest.raises(ConfigError, match="data root holding cifar10/cifar-10-batches-py"):
+        build_dataset("cifar10", shared_data / "hymenoptera", "test")
 
 
 def test_voc_det_boxes_agree_with_xml(shared_data):

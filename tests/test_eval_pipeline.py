@@ -25,6 +25,9 @@ def test_groups_expand_from_the_pretraining_lists():
         "cq/simclr-baseline-r20", "cq/simclr-cq_a-r20",
         "burn/burn-stage2", "burn/baseline-s2bnn", "burn/baseline-byol"]
     assert pipeline.expand_checkpoints(["burn_teacher"], PARAMS) == ["burn/teacher-mocov2-resnet18"]
+    with_ablation = {**PARAMS, "burn": {**PARAMS["burn"], "runs": ["fs_l1", "burn"]}}
+    assert pipeline.expand_checkpoints(["burn_main"], with_ablation) == [
+        "burn/burn-stage2", "burn/baseline-s2bnn", "burn/baseline-byol"]
 
 
 def test_plan_builds_one_call_per_item_with_its_own_folder():
@@ -40,6 +43,20 @@ def test_plan_builds_one_call_per_item_with_its_own_folder():
     assert ft[0]["argv"][2:] == ["--flag", "--bits", "4", "--out", "runs/eval/ft/cq/simclr-cq_a-r20/4bit"]
     tsne = pipeline.plan(PARAMS, "tsne")
     assert len(tsne) == 1 and tsne[0]["argv"].count("--encoder") == 3
+
+
+def test_suites_reading_files_get_the_data_root_unless_they_name_one():
+    params = {**PARAMS, "data": {"root": "/data"}, "eval": {"suites": {
+        "knn": {"cli": "eval.knn", "checkpoints": ["cq/x"], "args": {"dataset": "cifar10"}},
+        "own": {"cli": "eval.knn", "checkpoints": ["cq/x"], "args": {"dataset": "cifar10", "root": "/mine"}},
+        "gen": {"cli": "eval.knn", "checkpoints": ["cq/x"], "args": {"dataset": "synthetic"}},
+        "tr": {"cli": "eval.transfer", "checkpoints": ["cq/x"], "args": {}, "variants": {"c100": {"dataset": "cifar100"}}},
+        "svm": {"cli": "eval.svm", "checkpoints": ["cq/x"], "args": {}, "features": {"dataset": "voc07_cls"}}}}}
+    assert pipeline.plan(params, "knn")[0]["argv"][2:6] == ["--dataset", "cifar10", "--root", "/data"]
+    assert "/mine" in pipeline.plan(params, "own")[0]["argv"] and "/data" not in pipeline.plan(params, "own")[0]["argv"]
+    assert "--root" not in pipeline.plan(params, "gen")[0]["argv"]
+    assert pipeline.plan(params, "tr")[0]["argv"][2:6] == ["--dataset", "cifar100", "--root", "/data"]
+    assert pipeline.plan(params, "svm")[0]["features"][2:6] == ["--dataset", "voc07_cls", "--root", "/data"]
 
 
 def test_unknown_suite_or_field_is_one_clear_error():

@@ -1,7 +1,8 @@
 """CIFAR-10 and CIFAR-100 from the python-pickle release (Krizhevsky 2009), without torchvision.
 
 Layout: `root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}` and
-`root/cifar-100-python/{train, test, meta}`; `root` may also be that inner folder itself.
+`root/cifar-100-python/{train, test, meta}`; `root` may also be that inner folder itself, or a data
+root laid out like `../shared/data` (`root/cifar10/cifar-10-batches-py`, `root/cifar100/...`).
 Items are `(uint8 tensor (3, 32, 32), int label)` at the native 32x32 size.
 
 Choices where the papers are silent:
@@ -111,10 +112,13 @@ class _CifarBase(Dataset):
                           stacklevel=3)
 
     def _find_folder(self, root) -> Path:
-        expected = f"the folder containing {self.folder}/, or that folder itself"
+        expected = (f"the folder containing {self.folder}/, that folder itself, or a data root "
+                    f"holding {self.name}/{self.folder}/")
         path = require_root(root, self.name, expected)
-        if (path / self.folder).is_dir():
-            return path / self.folder
+        # the data root of ../shared/data (one folder per data set) is accepted too
+        for candidate in (path / self.folder, path / self.name / self.folder):
+            if candidate.is_dir():
+                return candidate
         if (path / self.meta_file).is_file():
             return path
         raise ConfigError(f"{self.name} root {path}: no {self.folder}/ and no {self.meta_file} "

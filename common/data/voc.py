@@ -47,9 +47,11 @@ VOC_SPLITS = ("train", "val", "trainval", "test")
 
 def find_voc_year_folder(root: str | Path | None, year: str, dataset: str) -> Path:
     """Locate `VOC<year>` given its parent's parent, its parent, or itself."""
-    expected = f"the folder containing VOCdevkit/VOC{year}, or VOCdevkit/VOC{year} itself"
+    expected = (f"the folder containing VOCdevkit/VOC{year}, VOCdevkit/VOC{year} itself, or a data "
+                f"root holding voc{year}/VOCdevkit/VOC{year}")
     path = require_root(root, dataset, expected)
-    for candidate in (path / "VOCdevkit" / f"VOC{year}", path / f"VOC{year}", path):
+    for candidate in (path / "VOCdevkit" / f"VOC{year}", path / f"VOC{year}", path,
+                      path / f"voc{year}" / "VOCdevkit" / f"VOC{year}"):
         if (candidate / "ImageSets" / "Main").is_dir():
             return candidate
     raise ConfigError(f"{dataset} root {path}: no ImageSets/Main found (expected {expected})")
