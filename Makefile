@@ -35,7 +35,7 @@ lock: setup
 clean-venv:
 	rm -rf $(VENV)
 
-# Switch the active profile (smoke | mini | paper): copies profiles/$(PROFILE).yaml over params.yaml.
+# Switch the active profile (smoke | mini | paper | paper_small_data): copies profiles/$(PROFILE).yaml over params.yaml.
 profile:
 	@test -n "$(PROFILE)" && test -f profiles/$(PROFILE).yaml || { echo "usage: make profile PROFILE=<name of a file in profiles/>"; exit 2; }
 	cp profiles/$(PROFILE).yaml params.yaml

@@ -19,7 +19,7 @@ projection head), infomin (MoCo v2 with the ``infomin`` views). Everything comes
 ``variants.<name>`` (BURN's named configurations, merged over ``methods.burn``), ``train`` (the
 engine's TrainConfig, with ``train_by_method.<method>`` merged over it) and
 ``teacher.train`` (settings merged last for the run started with ``--as-teacher``, the FP
-teacher), ``teacher_file_backbone`` (the architecture of a torchvision / MoCo v2 teacher file; this
+teacher; with ``teacher.file`` set, that run imports the file instead of training), ``teacher_file_backbone`` (the architecture of a torchvision / MoCo v2 teacher file; this
 project's encoder.pt says its own).
 
 --stage: the binary stage of a binary backbone (1: binary activations, FP weights; 2: fully
@@ -43,13 +43,15 @@ import torch
 
 from burn.method import BURN
 from burn.s2bnn import S2BNN
-from burn.teacher import load_fp_head, load_fp_trunk
+from burn.teacher import load_fp_head, load_fp_trunk, read_head_state
 from common.backbones import build_backbone
 from common.binary import binary_convs, set_binary_stage
+from common.checkpoint import save_checkpoint, write_json
 from common.config import cli_main, load_params, section
 from common.data import build_dataset
 from common.engine import TrainConfig, train
 from common.errors import ConfigError
+from common.provenance import provenance
 from common.methods.byol import BYOL
 from common.methods.mocov2 import MoCoV2
 from common.methods.simclr import SimCLR
@@ -135,10 +137,38 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
     return BASELINES[method](student, views, **kwargs), facts
 
 
+def import_teacher(params: dict, backbone_name: str, out: str) -> dict:
+    """`burn.teacher.file` set: the teacher is a released checkpoint (the paper's MoCo v2
+    ResNet-50, 800 epochs), not trained here. Its trunk goes to ``out/encoder.pt`` and its MoCo v2
+    head to ``out/checkpoint.pt`` in this project's formats, so the BURN and S2-BNN stages read it
+    like a teacher trained by the pipeline."""
+    cfg = section(params, "burn")
+    file = Path(cfg["teacher"]["file"])
+    if not file.is_file():
+        raise ConfigError(f"burn.teacher.file {file}: not found")
+    kwargs = (cfg.get("backbone_options") or {}).get(backbone_name) or {}
+    trunk, info = load_fp_trunk(file, backbone_name, kwargs)
+    try:  # a MoCo v2 file carries its projection head (S2-BNN's target); a BYOL/torchvision one not
+        head = {f"method.head.{k}": v for k, v in read_head_state(file).items()}
+    except ConfigError:
+        head = {}
+    out_dir = Path(out)
+    save_checkpoint({"backbone": backbone_name, "backbone_kwargs": dict(kwargs), "method": "mocov2",
+                     "state_dict": trunk.state_dict()}, out_dir / "encoder.pt")
+    save_checkpoint({"model": head, "imported_from": str(file)}, out_dir / "checkpoint.pt")
+    metrics = {"status": "ok", "step": 0, "final_loss": None, "imported_from": info,
+               "provenance": provenance(params, torch.device("cpu"), stage="burn.pretrain --as-teacher",
+                                        profile=params.get("profile", "unknown"))}
+    write_json(metrics, out_dir / "metrics.json")
+    return metrics
+
+
 def run(params: dict, method: str, backbone_name: str, out: str, stage: int | None = None,
         teacher: str | None = None, init: str | None = None, variant: str | None = None,
         as_teacher: bool = False) -> dict:
     cfg = section(params, "burn")
+    if as_teacher and (cfg.get("teacher") or {}).get("file"):
+        return import_teacher(params, backbone_name, out)
     train_settings = {**section(cfg, "train"), **((cfg.get("train_by_method") or {}).get(method) or {})}
     if as_teacher:  # the FP teacher may train longer than the binary runs of the same method
         train_settings.update((cfg.get("teacher") or {}).get("train") or {})

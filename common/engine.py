@@ -11,7 +11,8 @@ Outputs, under ``out_dir``:
                      rebuild it), written at the end;
   ``metrics.json``   status ('ok' or 'diverged'), step, final loss, online accuracy, seconds,
                      provenance (git commit, params hash, dataset, profile, device);
-  ``dvclive/``       curves: loss, lr, images/s, online accuracy, gradient norms per group.
+  ``dvclive/``       curves: loss, lr, images/s, online accuracy, gradient norms per group
+                     (``total``: the method's parameters; ``online_probe``: the probe's).
 
 Resume: when ``checkpoint.pt`` exists with the same params hash, the run continues from it and
 ends with the same weights as an uninterrupted run (same seed, same CPU): the data order is a
@@ -345,8 +346,13 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             do_log = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == total
-            group_norms = ({name: float(_grad_norm(mod.parameters()))
-                            for name, mod in method.grad_groups().items()} if do_log else {})
+            group_norms = {}
+            if do_log:  # "total" is the method's; the online probe (not the method) is its own entry
+                group_norms = {name: float(_grad_norm(mod.parameters()))
+                               for name, mod in method.grad_groups().items()}
+                group_norms["total"] = float(_grad_norm(method.parameters()))
+                if model.online is not None:
+                    group_norms["online_probe"] = float(_grad_norm(model.online.parameters()))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             method.after_optimizer_step(state.step, total)
@@ -355,7 +361,6 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
             if do_log:
                 elapsed = max(time.time() - window_start, 1e-9)
                 values = {"loss": state.last_loss, "lr": lrs[0], "images_per_s": window_images / elapsed,
-                          "grad_norm/total": float(gnorm),
                           **{f"grad_norm/{k}": v for k, v in group_norms.items()},
                           **{k: float(v) for k, v in logs.items()}}
                 state.logs = values

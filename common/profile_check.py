@@ -5,7 +5,9 @@
 The `check_profile` stage runs this before any pretraining stage. The `paper` profile (ImageNet,
 ResNet-50 / ReActNet-A, hundreds of epochs) needs CUDA GPUs and `torchrun`; on a machine without
 CUDA it exits with code 2 and one line saying so, instead of starting a multi-week CPU run.
-`smoke` and `mini` run anywhere. The output file records the profile and the device found.
+`smoke` and `mini` run anywhere. Both paper parameter files (profiles/paper.yaml,
+profiles/paper_small_data.yaml) say `profile: paper`. The output file records the profile and the
+device found.
 """
 from __future__ import annotations
 

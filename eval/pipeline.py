@@ -72,10 +72,15 @@ def cq_runs(params: dict) -> list[str]:
     return [f"cq/{m}-{v}-{b}" for m in cq.get("methods", []) for v in variants for b in cq.get("backbones", [])]
 
 
+def baseline_runs(burn: dict) -> list[str]:
+    """S2-BNN and the other distilled baselines (burn.distill), then burn.baselines."""
+    return [f"burn/baseline-{b}" for b in [*burn.get("distill", ["s2bnn"]), *burn.get("baselines", [])]]
+
+
 def burn_runs(params: dict) -> list[str]:
     burn = params.get("burn") or {}
     runs = [f"burn/{r}-stage2" for r in burn.get("runs", [])]
-    return runs + ["burn/baseline-s2bnn"] + [f"burn/baseline-{b}" for b in burn.get("baselines", [])]
+    return runs + baseline_runs(burn)
 
 
 def burn_teacher(params: dict) -> list[str]:
@@ -88,7 +93,7 @@ def burn_main(params: dict) -> list[str]:
     Tables 1-4, 8 and 9 (the ablations of Tables 5-7 need only linear evaluation)."""
     burn = params.get("burn") or {}
     main = ["burn/burn-stage2"] if "burn" in burn.get("runs", []) else []
-    return main + ["burn/baseline-s2bnn"] + [f"burn/baseline-{b}" for b in burn.get("baselines", [])]
+    return main + baseline_runs(burn)
 
 
 GROUPS = {"cq": cq_runs, "burn": burn_runs, "burn_main": burn_main, "burn_teacher": burn_teacher}

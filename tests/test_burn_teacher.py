@@ -77,3 +77,25 @@ def test_wrong_and_truncated_files_are_one_clear_error(tmp_path, tv_state):
     _one_error_line(tmp_path / "cut.pth", "cannot be read")
     torch.save({"weights": [1, 2]}, tmp_path / "junk.pth")
     _one_error_line(tmp_path / "junk.pth", "expected a state dict")
+
+
+def test_teacher_file_is_imported_by_the_teacher_stage(tmp_path, tv_state):
+    """burn.teacher.file: the burn_teacher stage imports the released MoCo v2 file, and the run
+    folder it writes serves BURN (trunk) and S2-BNN (head) like a trained teacher."""
+    from burn.pretrain import main
+    sd = {f"module.encoder_q.{k}": v for k, v in tv_state.items() if not k.startswith("fc.")}
+    head = {"fc.0.weight": torch.randn(2048, 2048), "fc.0.bias": torch.randn(2048),
+            "fc.2.weight": torch.randn(128, 2048), "fc.2.bias": torch.randn(128)}
+    sd.update({f"module.encoder_q.{k}": v for k, v in head.items()})
+    torch.save({"epoch": 800, "state_dict": sd}, tmp_path / "moco.pth.tar")
+    out = tmp_path / "teacher"
+    def argv(out, file):
+        return ["--method", "mocov2", "--backbone", "resnet50", "--as-teacher", "--out", str(out),
+                "--params", "profiles/smoke.yaml", "burn.backbone_options.resnet50={}", f"burn.teacher.file={file}"]
+    assert main(argv(out, tmp_path / "moco.pth.tar")) == 0
+    trunk, info = load_fp_trunk(out, None)
+    assert info["format"] == "project" and info["backbone"] == "resnet50"
+    assert_loaded(trunk, tv_state)
+    assert torch.equal(load_fp_head(out).net[2].weight, head["fc.2.weight"])
+    assert main(argv(tmp_path / "bad", tmp_path / "no.pth")) == 2
+    assert not (tmp_path / "bad").exists()

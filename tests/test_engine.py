@@ -76,7 +76,10 @@ def test_outputs_metrics_provenance_and_curves(tmp_path):
     curves = json.loads((tmp_path / "dvclive" / "metrics.json").read_text())["train"]
     for key in ("loss", "lr", "images_per_s", "online_acc"):
         assert key in curves
-    assert set(curves["grad_norm"]) == {"total", "backbone", "projector"}
+    norms = curves["grad_norm"]
+    assert set(norms) == {"total", "backbone", "projector", "online_probe"}
+    # total = the method's own parameters (backbone + projector), without the online probe
+    assert norms["total"] ** 2 == pytest.approx(norms["backbone"] ** 2 + norms["projector"] ** 2, rel=1e-4)
     encoder = load_encoder(tmp_path / ENCODER, tiny_simclr().backbone)
     assert encoder["backbone"] == "cifar_resnet20"
     for k, v in method.backbone.state_dict().items():

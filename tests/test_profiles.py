@@ -1,0 +1,118 @@
+"""Every parameter file in profiles/ is a runnable pipeline: DVC resolves dvc.yaml with it, every
+evaluation call it plans parses with its CLI, its training settings, views and networks build,
+and its report mapping fits the papers' tables. (Running smoke end to end: tests/test_e2e.py;
+mini is run by hand, see README "Profiles"; paper needs GPUs.)"""
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.backbones import build_backbone
+from common.engine import TrainConfig
+from common.profile_check import PROFILES
+from common.views import build_views
+from eval import pipeline
+from reports.aggregate import aggregate, load_report_params
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE_FILES = sorted((REPO / "profiles").glob("*.yaml"))
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def test_the_profiles_are_there():
+    assert {p.stem for p in PROFILE_FILES} >= {"smoke", "mini", "paper", "paper_small_data"}
+
+
+@pytest.fixture(params=PROFILE_FILES, ids=lambda p: p.stem)
+def profile(request) -> tuple[Path, dict]:
+    return request.param, load(request.param)
+
+
+class Parsed(BaseException):
+    """Raised instead of running a CLI once its arguments have parsed."""
+
+
+def parses(module: str, argv: list[str], monkeypatch) -> bool:
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        original(self, args, namespace)  # argparse errors exit with 2
+        raise Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    try:
+        __import__(module, fromlist=["main"]).main(argv)
+    except Parsed:
+        return True
+    except SystemExit:
+        return False
+    finally:
+        monkeypatch.setattr(argparse.ArgumentParser, "parse_args", original)
+    return False
+
+
+def test_every_planned_evaluation_call_parses(profile, monkeypatch):
+    path, params = profile
+    assert params["profile"] in PROFILES
+    for section in ("suites", "figures"):
+        for suite in (params["eval"].get(section) or {}):
+            for call in pipeline.plan(params, suite, section):
+                assert parses(call["cli"], call["argv"], monkeypatch), f"{path.stem} {suite}: {call['argv']}"
+                if "features" in call:
+                    assert parses("eval.features", call["features"], monkeypatch), f"{path.stem} {suite} features"
+
+
+def test_training_settings_views_and_networks_build(profile):
+    _, params = profile
+    cq, burn = params["cq"], params["burn"]
+    TrainConfig.from_dict({"seed": 0, **cq["train"]})
+    for views in [*cq["views"].values(), *burn["views"].values()]:
+        views = dict(views)
+        build_views(views.pop("recipe"), views.pop("out_size"), **views)
+    for name in cq["backbones"]:
+        build_backbone(name, **cq["backbone_options"].get(name, {}))
+    build_backbone(burn["student"], **burn["backbone_options"][burn["student"]])
+    methods = {*burn.get("distill", []), *burn["baselines"], "burn"}
+    for method in methods:
+        TrainConfig.from_dict({"seed": 0, **burn["train"], **(burn.get("train_by_method") or {}).get(method, {})})
+        assert method in burn["methods"] or method == "s2bnn"
+    teacher = burn["teacher"]
+    TrainConfig.from_dict({"seed": 0, **burn["train"], **(burn.get("train_by_method") or {}).get(teacher["method"], {}),
+                           **teacher.get("train", {})})
+    assert set(burn["runs"]) <= set(burn["variants"])
+
+
+def test_report_mapping_fits_the_papers_tables(profile, tmp_path):
+    path, _ = profile
+    measured = aggregate(load_report_params(path), tmp_path)  # no runs yet: every cell "not run"
+    assert measured["context"]["profile"] == load(path)["profile"] and measured["tables"]
+
+
+def test_dvc_resolves_the_pipeline_with_every_profile(tmp_path):
+    """`dvc stage list` interpolates dvc.yaml with each profile (lists, matrices, per-item params)."""
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    stages = {}
+    for path in PROFILE_FILES:
+        shutil.copy(path, tmp_path / "params.yaml")
+        out = subprocess.run([DVC, "stage", "list", "--name-only"], cwd=tmp_path, capture_output=True, text=True)
+        assert out.returncode == 0, f"{path.stem}: {out.stderr}"
+        stages[path.stem] = set(out.stdout.split())
+    assert {"burn_stage2@fs_l1", "burn_distill@s2bnn", "eval@transfer"} <= stages["mini"]
+    assert {"eval@linear_burn", "cq_pretrain@simclr-cq_c-resnet34", "eval@detection"} <= stages["paper"]
+    small = stages["paper_small_data"]
+    assert "cq_pretrain@byol-cq_quant-cifar_resnet152" in small and "burn_baseline@infomin" in small
+    assert not any(s.startswith("burn_distill@") for s in small)  # burn.distill: [] turns S2-BNN off
+
+
+def test_the_parse_check_can_fail(monkeypatch):
+    assert not parses("eval.knn", ["--encoder", "x.pt", "--out", "o", "--nope", "1"], monkeypatch)
+    assert parses("eval.knn", ["--encoder", "x.pt", "--out", "o", "--dataset", "synthetic"], monkeypatch)
