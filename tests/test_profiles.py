@@ -3,6 +3,7 @@ evaluation call it plans parses with its CLI, its training settings, views and n
 and its report mapping fits the papers' tables. (Running smoke end to end: tests/test_e2e.py;
 mini is run by hand, see README "Profiles"; paper needs GPUs.)"""
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -99,11 +100,14 @@ def test_report_mapping_fits_the_papers_tables(profile, tmp_path):
 def test_dvc_resolves_the_pipeline_with_every_profile(tmp_path):
     """`dvc stage list` interpolates dvc.yaml with each profile (lists, matrices, per-item params)."""
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}  # nothing phones home
+    subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
+    subprocess.run([DVC, "config", "core.analytics", "false"], cwd=tmp_path, check=True, env=env)
     stages = {}
     for path in PROFILE_FILES:
         shutil.copy(path, tmp_path / "params.yaml")
-        out = subprocess.run([DVC, "stage", "list", "--name-only"], cwd=tmp_path, capture_output=True, text=True)
+        out = subprocess.run([DVC, "stage", "list", "--name-only"], cwd=tmp_path, capture_output=True, text=True,
+                             env=env)
         assert out.returncode == 0, f"{path.stem}: {out.stderr}"
         stages[path.stem] = set(out.stdout.split())
     assert {"burn_stage2@fs_l1", "burn_distill@s2bnn", "eval@transfer"} <= stages["mini"]
