@@ -25,7 +25,8 @@ A suite that reads a data set from files and names no `root` gets the params fil
 (the folder holding cifar10/, cifar100/, voc2007/, ... as ../shared/data does).
 
 Checkpoint groups, from the pretraining lists of the same params file:
-``cq`` = every CQ run (methods x [baseline] + variants x backbones), ``burn`` = the final (stage 2)
+``cq`` = every CQ run (methods x [baseline] + variants x backbones), ``cq_random_init`` = each CQ
+backbone untrained (CQ Table 8's "No SSL Training"), ``burn`` = the final (stage 2)
 BURN runs of ``burn.runs``, S2-BNN and the binary baselines, ``burn_main`` = the same without the
 ablations (burn-stage2, S2-BNN, baselines), ``burn_teacher`` = the FP teacher.
 
@@ -72,6 +73,11 @@ def cq_runs(params: dict) -> list[str]:
     return [f"cq/{m}-{v}-{b}" for m in cq.get("methods", []) for v in variants for b in cq.get("backbones", [])]
 
 
+def cq_random_init(params: dict) -> list[str]:
+    """The untrained starting point of each CQ backbone ("No SSL Training", CQ Table 8)."""
+    return [f"cq/random_init-{b}" for b in (params.get("cq") or {}).get("backbones", [])]
+
+
 def baseline_runs(burn: dict) -> list[str]:
     """S2-BNN and the other distilled baselines (burn.distill), then burn.baselines."""
     return [f"burn/baseline-{b}" for b in [*burn.get("distill", ["s2bnn"]), *burn.get("baselines", [])]]
@@ -96,7 +102,7 @@ def burn_main(params: dict) -> list[str]:
     return main + baseline_runs(burn)
 
 
-GROUPS = {"cq": cq_runs, "burn": burn_runs, "burn_main": burn_main, "burn_teacher": burn_teacher}
+GROUPS = {"cq": cq_runs, "cq_random_init": cq_random_init, "burn": burn_runs, "burn_main": burn_main, "burn_teacher": burn_teacher}
 
 
 def expand_checkpoints(entries: Sequence[str], params: dict) -> list[str]:
