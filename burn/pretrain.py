@@ -198,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--teacher", default=None, help="FP teacher: run folder, encoder.pt, MoCo v2 or torchvision file")
     parser.add_argument("--init", default=None, help="BURN stage 2: stage 1's run folder or checkpoint.pt")
     parser.add_argument("--as-teacher", action="store_true",
-                        help="this run is the FP teacher: burn.teacher.train is merged over its settings")
+                        help="this run is the FP teacher: it imports burn.teacher.file if set, else trains "
+                             "with burn.teacher.train merged over its settings")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("overrides", nargs="*", help="key.sub=value settings, e.g. burn.train.steps=100")
     args = parser.parse_args(argv)
