@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make repro   create .venv if missing, install the pinned lock, run `dvc repro`
-#   make test    same set-up, then the test suite
+#   make test    same set-up, then the test suite (make test-fast: without the end-to-end tests)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python -m ...`: run them with the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test bench lock clean-venv profile
+.PHONY: setup repro test test-fast test-learning bench lock clean-venv profile
 
 setup: $(STAMP)
 
@@ -24,6 +24,14 @@ repro: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Everything but the end-to-end tests (fresh clone + dvc repro / dvc exp run): minutes, not tens.
+test-fast: setup
+	$(PY) -m pytest -q -m "not e2e"
+
+# The learning tests on other seeds: make test-learning TEST_SEED_OFFSET=7
+test-learning: setup
+	$(PY) -m pytest -q -s -m learning
 
 bench: setup
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -29,6 +29,15 @@ Choices made where the papers are silent (each one is a parameter of `QuantConfi
 * ``switchable_bn`` (off by default): one BatchNorm per bit-width (and one for FP), selected by
   the current precision, as in a related lab project; otherwise BatchNorm is shared.
 
+Precision of the arithmetic: a quantizing layer (at q < 32 bits) always computes in true fp32,
+whatever the rest of the run does. Under bf16 autocast (the engine's default on a GPU) the
+quantizer would otherwise divide, floor and multiply in bf16 (8 mantissa bits) and the conv would
+take bf16 operands, so q = 9..16 would all collapse to bf16 rounding; TF32 (the default of cuDNN
+convolutions on Ampere and later GPUs, 10 mantissa bits) caps q the same way. ``exact_fp32`` turns
+autocast and TF32 off for the forward of the layer only; layers at full precision, BatchNorm and
+the heads keep the run's settings. The backward of the conv follows the run's global TF32 setting
+(the straight-through gradient is not a q-bit quantity). Cost: see ``bench/quant.py``.
+
 Speed: the per-output-channel and per-tensor CPT quantizers use torch's fused fake-quantization
 kernels; the floor mode is a division, an in-place floor and an in-place multiply.
 Both are custom autograd functions whose backward returns the incoming gradient untouched, so
@@ -215,6 +224,34 @@ class _QuantizeGrad(torch.autograd.Function):
 # Quantizing layers
 # --------------------------------------------------------------------------------------------
 
+def _tf32_switches() -> list[tuple[object, str]]:
+    """(object, attribute) of every TF32 switch this torch has: the per-backend fp32_precision
+    settings (torch >= 2.9) or else the legacy allow_tf32 flags (never both: torch refuses a mix)."""
+    conv, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    if hasattr(getattr(conv, "conv", None), "fp32_precision") and hasattr(matmul, "fp32_precision"):
+        return [(conv.conv, "fp32_precision"), (matmul, "fp32_precision")]
+    return [(conv, "allow_tf32"), (matmul, "allow_tf32")]
+
+
+_EXACT = {"fp32_precision": "ieee", "allow_tf32": False}
+
+
+@contextmanager
+def exact_fp32(device_type: str) -> Iterator[None]:
+    """True fp32 for the body: autocast off, TF32 off for cuDNN convolutions and CUDA matmuls.
+    The previous settings are restored afterwards (also after an exception)."""
+    switches = _tf32_switches()
+    saved = [getattr(obj, name) for obj, name in switches]
+    try:
+        for obj, name in switches:
+            setattr(obj, name, _EXACT[name])
+        with torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        for (obj, name), value in zip(switches, saved):
+            setattr(obj, name, value)
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     """How a converted model quantizes. ``mode``: 'floor' (CQ Eq. 9) or 'cpt'."""
@@ -289,7 +326,8 @@ class QuantConv2d(_QuantLayer, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bits is None:
             return nn.Conv2d.forward(self, x)
-        out = self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
+        with exact_fp32(x.device.type):  # q bits must survive bf16 autocast and TF32
+            out = self._conv_forward(self.quantized_input(x.float()), self.quantized_weight(), self.bias)
         return self._maybe_quantize_grad(out)
 
 
@@ -299,7 +337,8 @@ class QuantLinear(_QuantLayer, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bits is None:
             return nn.Linear.forward(self, x)
-        out = F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
+        with exact_fp32(x.device.type):
+            out = F.linear(self.quantized_input(x.float()), self.quantized_weight(), self.bias)
         return self._maybe_quantize_grad(out)
 
 

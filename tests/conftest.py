@@ -4,13 +4,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.engine_fixtures import TIMINGS
+from tests.seeds import OFFSET, seed
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))
     yield
 
 
@@ -30,3 +33,15 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def pytest_report_header(config):
+    return f"TEST_SEED_OFFSET={OFFSET} (learning tests: pytest -m learning)"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The wall time of every end-to-end subprocess (dvc repro, dvc exp run, torchrun)."""
+    if TIMINGS:
+        terminalreporter.section("end-to-end timings")
+        for what, seconds in TIMINGS:
+            terminalreporter.write_line(f"{what}: {seconds:.0f} s")

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -12,14 +13,16 @@ from common.data import build_dataset
 from common.engine import TrainConfig
 from common.methods.simclr import SimCLR
 from common.views import build_views
+from tests.seeds import seed
 
 
-def tiny_dataset(num_images: int = 64, split: str = "train"):
-    return build_dataset("synthetic", None, split, num_images=num_images, image_size=16, seed=0)
+def tiny_dataset(num_images: int = 64, split: str = "train", data_seed: int = 0):
+    return build_dataset("synthetic", None, split, num_images=num_images, image_size=16,
+                         seed=seed(data_seed))
 
 
 def tiny_simclr(deterministic_views: bool = False) -> SimCLR:
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))
     backbone = build_backbone("cifar_resnet20", width=0.25)
     views = (build_views("none", 16, norm="cifar10") if deterministic_views
              else build_views("simclr", 16, strength=0.5, blur=False, norm="cifar10"))
@@ -57,3 +60,18 @@ def clone_repo(dest: Path) -> tuple[Path, dict]:
            "OMP_NUM_THREADS": "1"}
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(dest)], check=True, env=env)
     return dest, env
+
+
+# A subprocess that runs longer than this has hung: on a loaded 2-core machine the smoke `dvc repro`
+# takes 5-25 minutes, so the guard catches hangs only, never a slow machine.
+HANG_GUARD_S = 3 * 3600
+TIMINGS: list[tuple[str, float]] = []  # (what, seconds), printed at the end of the session
+
+
+def run_timed(what: str, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run with the hang guard; its wall time is printed in pytest's summary."""
+    start = time.perf_counter()
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, **kwargs)
+    finally:
+        TIMINGS.append((what, time.perf_counter() - start))

@@ -1,8 +1,9 @@
 """BURN end to end at toy scale: the CLI chain teacher -> stage 1 -> stage 2 (+ S2-BNN and a
-baseline), and a short run whose binary student beats a random-init one in kNN accuracy."""
+baseline), and a short run whose binary student beats the untrained network in kNN accuracy."""
 import copy
 import json
 
+import pytest
 import torch
 
 from burn.method import BURN
@@ -11,10 +12,10 @@ from common.backbones import build_backbone
 from common.binary import get_binary_stage, set_binary_stage
 from common.checkpoint import load_checkpoint
 from common.engine import load_encoder, train
-from common.features import extract_features, knn_accuracy
 from common.methods.supervised import Supervised
-from common.views import build_views, eval_transform
-from tests.engine_fixtures import tiny_config, tiny_dataset
+from common.views import build_views
+from tests.engine_fixtures import tiny_config
+from tests.learning import knn_top1, mean_margin, synthetic
 
 
 SMALL = ["burn.dataset.options.num_images=32", "burn.dataset.options.image_size=16",
@@ -59,28 +60,35 @@ def test_cli_chain_teacher_stage1_stage2_s2bnn_and_a_baseline(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
-def knn_of(backbone):
-    tr, te = tiny_dataset(512, "train"), tiny_dataset(256, "test")
-    view = eval_transform(16, norm="cifar10")
-    ftr, ltr = extract_features(backbone, tr, view, 128)
-    fte, lte = extract_features(backbone, te, view, 128)
-    return knn_accuracy(ftr, ltr, fte, lte, 10, k=20, temperature=0.1)
+# The BURN student against the SAME binary network untrained, at the same binary stage (stage 1:
+# binary activations, FP weights). A fresh ReActNet-A is fully binary (stage 2), so comparing with
+# it compared two different networks. Student: ReActNet-A at width 0.25 (at width 0.125 the effect
+# was a few points, inside the noise of 256 test images: seed 0 gave 0.250 = 0.250 by chance while
+# the predictions of the two networks agreed on only 23 % of the images). Mean kNN margin over 3
+# seeds on 1024 held-out images; measured margins: see MARGIN_FLOOR.
+MARGIN_FLOOR = 0.05
+FAST = dict(batch_size=32, optimizer="adam", weight_decay=0.0, warmup_steps=0, ckpt_every=1000,
+            log_every=10, num_classes=None)
 
 
-def test_short_burn_run_beats_a_random_init_binary_network_in_knn(tmp_path):
+def burn_run(s: int, out) -> tuple[float, float]:
+    """(kNN of the BURN student, kNN of the same network untrained) for one seed."""
+    train_set, test_set = synthetic("train", 512, s), synthetic("test", 1024, s)
     # The FP teacher: a quarter-width CIFAR ResNet-18 given useful features quickly (40 supervised
     # steps; the teacher's provenance does not matter to BURN, which never sees labels).
-    torch.manual_seed(0)
+    torch.manual_seed(s)
     trunk = build_backbone("resnet18", width=0.25, cifar_stem=True)
-    fast = dict(batch_size=32, optimizer="adam", weight_decay=0.0, warmup_steps=0, ckpt_every=1000,
-                log_every=10, num_classes=None)
-    train(Supervised(trunk, build_views("crop_flip", 16, norm="cifar10"), num_classes=10), tiny_dataset(512),
-          tiny_config(steps=40, lr=3e-3, **fast), tmp_path / "teacher")
-    torch.manual_seed(0)
-    student = build_backbone("reactnet_a", width=0.125, small_images=True)
-    random_init = copy.deepcopy(student)
+    train(Supervised(trunk, build_views("crop_flip", 16, norm="cifar10"), num_classes=10), train_set,
+          tiny_config(steps=40, lr=3e-3, seed=s, **FAST), out / f"teacher{s}")
+    torch.manual_seed(s)
+    student = set_binary_stage(build_backbone("reactnet_a", width=0.25, small_images=True), 1)
+    untrained = copy.deepcopy(student)
     burn = BURN(student, trunk, build_views("burn", 16, norm="cifar10"), stage=1, classifier_dim=16)
-    train(burn, tiny_dataset(512), tiny_config(steps=80, lr=3e-3, **fast), tmp_path / "burn")
-    trained, random_acc = knn_of(burn.backbone), knn_of(random_init)
-    print(f"kNN: BURN student {trained:.3f}, random init {random_acc:.3f}")
-    assert trained > random_acc + 0.03
+    train(burn, train_set, tiny_config(steps=80, lr=3e-3, seed=s, **FAST), out / f"burn{s}")
+    assert get_binary_stage(burn.backbone) == get_binary_stage(untrained) == 1
+    return knn_top1(burn.backbone, train_set, test_set), knn_top1(untrained, train_set, test_set)
+
+
+@pytest.mark.learning
+def test_short_burn_run_beats_the_untrained_binary_network_in_knn(tmp_path):
+    assert mean_margin("burn", lambda s: burn_run(s, tmp_path)) > MARGIN_FLOOR

@@ -1,19 +1,18 @@
 """`dvc exp run -S precision=4-16` in a temporary clone changes what the CQ stage draws from."""
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.engine_fixtures import clone_repo
+from tests.engine_fixtures import clone_repo, run_timed
 
 STAGE = "cq_pretrain@simclr-cq_a-cifar_resnet20"
 OUT = Path("runs/cq/simclr-cq_a-cifar_resnet20/metrics.json")
 
 
 def run(cmd, cwd, env):
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    done = run_timed(" ".join(cmd[1:3]), cmd, cwd=cwd, env=env)
     assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return done.stdout
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from common.data import PartialDatasetWarning, VOC_CLASSES, build_dataset, list_datasets
 from common.data.subsets import label_fraction_indices
 from common.errors import ConfigError
+from tests.seeds import seed
 
 NAMES = ["cifar10", "cifar100", "imagefolder", "synthetic", "synthetic_cls", "synthetic_det",
          "voc07_cls", "voc_det"]
@@ -80,9 +81,10 @@ def test_synthetic_item_contract_and_stacking():
     assert int(images.float().std()) > 20  # not a blank image
 
 
+@pytest.mark.learning
 def test_synthetic_class_is_learnable_but_not_trivial():
-    train = build_dataset("synthetic", None, "train", num_images=1000)
-    test = build_dataset("synthetic", None, "test", num_images=300)
+    train = build_dataset("synthetic", None, "train", num_images=1000, seed=seed(0))
+    test = build_dataset("synthetic", None, "test", num_images=300, seed=seed(0))
     x, xt = _images(train).flatten(1).float(), _images(test).flatten(1).float()
     nearest = torch.cdist(xt, x).argmin(1)  # 1-NN on raw pixels
     accuracy = (torch.tensor(train.targets)[nearest] == torch.tensor(test.targets)).float().mean()

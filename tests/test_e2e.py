@@ -6,7 +6,6 @@ and columns, and holds a number (or "diverged") in every cell the smoke profile'
 """
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from reports.aggregate import load_report_params
 from reports.render import _md_escape, latex_escape
 from reports.tables import load_paper_tables
-from tests.engine_fixtures import clone_repo
+from tests.engine_fixtures import clone_repo, run_timed
 
 MEASURED = re.compile(r"^(-?\d+\.\d\d( ± \d+\.\d\d)?( \(n=\d+\))?|diverged) vs ")
 LATEX_MEASURED = re.compile(r"^(-?\d+\.\d\d( \$\\pm\$ \d+\.\d\d)?( \(n=\d+\))?|diverged) vs ")
@@ -78,7 +77,7 @@ def check_reports(repo: Path) -> int:
 @pytest.mark.e2e
 def test_smoke_dvc_repro_renders_every_table(tmp_path):
     clone, env = clone_repo(tmp_path / "repo")
-    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=clone, env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = run_timed("smoke dvc repro (fresh clone)", [str(Path(sys.executable).parent / "dvc"), "repro"],
+                     cwd=clone, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert check_reports(clone) > 150

@@ -1,7 +1,6 @@
 """The training engine: resume, divergence, outputs, and DDP (two gloo processes) equivalence."""
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from common.checkpoint import load_checkpoint, save_checkpoint
 from common.engine import CHECKPOINT, ENCODER, METRICS, TrainConfig, load_encoder, train
 from common.errors import ConfigError
 from common.methods.base import StepOutput
-from tests.engine_fixtures import tiny_config, tiny_dataset, tiny_simclr
+from tests.engine_fixtures import run_timed, tiny_config, tiny_dataset, tiny_simclr
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,6 +85,7 @@ def test_outputs_metrics_provenance_and_curves(tmp_path):
         assert torch.equal(encoder["state_dict"][k], v)
 
 
+@pytest.mark.learning
 def test_training_lowers_the_loss(tmp_path):
     losses = []
     train(tiny_simclr(), tiny_dataset(), tiny_config(steps=40, log_every=1), tmp_path,
@@ -152,7 +152,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            "--standalone", str(REPO / "tests" / "ddp_engine_run.py"),
            str(tmp_path / "ddp")]
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    done = run_timed("torchrun, 2 gloo ranks (engine)", cmd, cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
     single = tiny_simclr(deterministic_views=True)

@@ -17,8 +17,9 @@ from common.views import eval_transform
 from eval.features import DataSpec, FeatureExtractor
 from eval.knn import run_knn
 from eval.presets import LINEAR_PRESETS, TrainPreset
+from tests.seeds import seed
 
-SYN = {"num_images": 256, "image_size": 16}
+SYN = {"num_images": 256, "image_size": 16, "seed": seed(0)}
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::common.data.PartialDatasetWarning")
@@ -35,14 +36,14 @@ def encoders(tmp_path_factory):
     """A random backbone and the same backbone briefly trained (supervised, 3 epochs of 1024
     synthetic images, about 5 s): a cheap, reliable stand-in for a "trained" checkpoint."""
     folder = tmp_path_factory.mktemp("enc")
-    torch.manual_seed(0)
+    torch.manual_seed(seed(0))
     backbone = build_backbone("cifar_resnet20", width=0.5)
     random_path = save_encoder(backbone, folder / "random.pt")
     head = nn.Linear(backbone.feature_dim, 10)
     data = build_dataset("synthetic", None, "train", **{**SYN, "num_images": 1024})
     view = eval_transform(16, norm="cifar10")
     optimizer = torch.optim.Adam(list(backbone.parameters()) + list(head.parameters()), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed(0))
     backbone.train()
     for _ in range(3):
         for images, labels in DataLoader(data, batch_size=32, shuffle=True, generator=generator):
@@ -94,6 +95,7 @@ def test_non_finite_loss_stops_with_status_diverged():
     assert info["status"] == "diverged" and info["epochs_run"] == 1
 
 
+@pytest.mark.learning
 def test_trained_backbone_beats_random_in_linear_and_knn(encoders, tmp_path):
     train = DataSpec("synthetic", None, "train", SYN)
     test = DataSpec("synthetic", None, "test", SYN)

@@ -329,3 +329,66 @@ def test_plain_state_dict_loads_into_the_unconverted_model():
     plain.load_state_dict(plain_state_dict(model))  # strict: same keys as the plain model
     fp_bn = model.layer1[0].bn1.bns["fp"]
     assert torch.equal(plain.layer1[0].bn1.running_mean, fp_bn.running_mean)
+
+
+# --------------------------------------------------------------------------------------------
+# Quantizing layers compute in true fp32 under bf16 autocast (the engine's GPU default)
+# --------------------------------------------------------------------------------------------
+
+def _layer_outputs(layer, x, bits_list, autocast: bool):
+    outs = {}
+    for bits in bits_list:
+        layer.bits = bits
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), torch.no_grad():
+            outs[bits] = layer(x)
+    return outs
+
+
+@pytest.mark.parametrize("mode", ["floor", "cpt"])
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_high_bit_widths_survive_bf16_autocast(kind, mode):
+    torch.manual_seed(0)
+    plain = nn.Conv2d(16, 16, 3, padding=1) if kind == "conv" else nn.Linear(64, 32)
+    layer = quantize_model(nn.Sequential(plain), keep_fp=(), config=QuantConfig(mode=mode))[0]
+    layer.eval()  # CPT: batch range (no EMA yet) in both runs
+    x = torch.randn(4, 16, 8, 8) if kind == "conv" else torch.randn(8, 64)
+    bits_list = (12, 14, 16)
+    fp32 = _layer_outputs(layer, x, bits_list, autocast=False)
+    under_bf16 = _layer_outputs(layer, x, bits_list, autocast=True)
+    for bits in bits_list:
+        assert under_bf16[bits].dtype == torch.float32
+        rel = ((under_bf16[bits] - fp32[bits]).norm() / fp32[bits].norm()).item()
+        assert rel <= 1e-4, f"{bits} bits: relative error {rel:.2e} against the fp32 quantizer"
+    # the widths stay distinct (bf16 rounding would make 12, 14 and 16 bits nearly the same)
+    for a, b in ((12, 14), (14, 16)):
+        assert not torch.equal(under_bf16[a], under_bf16[b])
+        diff = (under_bf16[a] - under_bf16[b]).norm() / fp32[b].norm()
+        assert diff > 1e-5
+    # a plain layer in the same context does run in bf16: autocast was really on
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert plain(x).dtype == torch.bfloat16
+
+
+def test_exact_fp32_turns_tf32_and_autocast_off_and_restores_them():
+    from common.quant import _tf32_switches, exact_fp32
+    switches = _tf32_switches()
+    before = [getattr(obj, name) for obj, name in switches]
+    layer = quantize_model(nn.Sequential(nn.Conv2d(3, 4, 3)), keep_fp=())[0]
+    layer.bits = 8
+    seen = {}
+    conv = layer._conv_forward
+
+    def recording_conv(*args):  # the conv call inside the quantizing layer's forward
+        seen["switches"] = [getattr(obj, name) for obj, name in switches]
+        seen["autocast"] = torch.is_autocast_enabled("cpu")
+        return conv(*args)
+
+    layer._conv_forward = recording_conv
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(1, 3, 5, 5)).dtype == torch.float32
+        assert torch.is_autocast_enabled("cpu")
+    assert seen["autocast"] is False and all(v in ("ieee", False) for v in seen["switches"])
+    assert [getattr(obj, name) for obj, name in switches] == before
+    with pytest.raises(RuntimeError), exact_fp32("cpu"):
+        raise RuntimeError("restored after an exception too")
+    assert [getattr(obj, name) for obj, name in switches] == before
