@@ -325,19 +325,27 @@ def test_registry_builds_by_name_and_rejects_bad_input():
 # and a quarter-width ResNet-20, kNN on 1024 held-out images. Crop + flip views for all but
 # SimCLR: colour jitter hides the colour cue of the synthetic classes, and BYOL, MoCo and SwAV
 # then learn too slowly for a few dozen steps. MoCo: a one-batch queue and m = 0.99, the
-# scale-down of its CIFAR-size settings. Mean kNN margins over 3 seeds, measured for every
-# window of seeds 0..15 (offsets 0..13) on a 2-core AMD EPYC: see MARGIN_FLOOR.
+# scale-down of its CIFAR-size settings.
+# Measured on a 2-core AMD EPYC, seeds 0..15: kNN margin trained - untrained, mean over the 16
+# seeds / smallest single seed / smallest mean of 3 consecutive seeds (= the asserted quantity at
+# TEST_SEED_OFFSET 0..13): SimCLR 40 steps +0.127 / +0.055 / +0.073; supervised 40 steps +0.137 /
+# +0.039 / +0.081; SwAV 80 steps +0.078 / +0.027 / +0.048; MoCo v2 120 steps +0.082 / +0.013 /
+# +0.033; BYOL 200 steps +0.083 / +0.011 / +0.045. (SwAV at 40 steps, MoCo at 60 and BYOL at 120
+# had smallest windows of +0.045 / +0.029 / +0.033: too close to a floor.) One seed's margin is
+# noisy (the seeds differ by up to 0.15); its mean over 3 seeds is what the test asserts.
 SIMCLR_VIEWS = ("simclr", dict(strength=0.5, blur=False))
 CROP_FLIP = ("crop_flip", {})
 RUNS = {
     "simclr": (dict(proj_dim=32, hidden_dim=64), SIMCLR_VIEWS, dict(lr=0.1), 40),
-    "byol": (dict(proj_dim=32, hidden_dim=64, pred_hidden_dim=64), CROP_FLIP, dict(lr=0.1), 120),
+    "byol": (dict(proj_dim=32, hidden_dim=64, pred_hidden_dim=64), CROP_FLIP, dict(lr=0.1), 200),
     "mocov2": (dict(proj_dim=32, hidden_dim=64, num_negatives=64, momentum=0.99), CROP_FLIP,
-               dict(lr=0.06), 60),
-    "swav": (dict(proj_dim=32, hidden_dim=64, num_prototypes=30), CROP_FLIP, dict(lr=0.1), 40),
+               dict(lr=0.06), 120),
+    "swav": (dict(proj_dim=32, hidden_dim=64, num_prototypes=30), CROP_FLIP, dict(lr=0.1), 80),
     "supervised": (dict(num_classes=10), CROP_FLIP, dict(lr=0.1), 40),
 }
-MARGIN_FLOOR = 0.03  # asserted mean margin over 3 seeds (chance is 0.10)
+# Asserted mean margin over 3 seeds (chance is 0.10). With no learning at all, the mean of 3
+# margins on 1024 test images has a standard deviation of about 0.01, so 0.025 is 2.5 of them.
+MARGIN_FLOOR = 0.025
 
 
 def engine_run(name: str, s: int, out) -> tuple[float, float, list[float]]:
