@@ -47,7 +47,7 @@ from burn.teacher import load_fp_head, load_fp_trunk, read_head_state
 from common.backbones import build_backbone
 from common.binary import binary_convs, set_binary_stage
 from common.checkpoint import save_checkpoint, write_json
-from common.config import cli_main, load_params, section
+from common.config import cli_main, load_params, section, train_settings
 from common.data import build_dataset
 from common.engine import TrainConfig, train
 from common.errors import ConfigError
@@ -169,10 +169,10 @@ def run(params: dict, method: str, backbone_name: str, out: str, stage: int | No
     cfg = section(params, "burn")
     if as_teacher and (cfg.get("teacher") or {}).get("file"):
         return import_teacher(params, backbone_name, out)
-    train_settings = {**section(cfg, "train"), **((cfg.get("train_by_method") or {}).get(method) or {})}
+    settings = train_settings(cfg, method)
     if as_teacher:  # the FP teacher may train longer than the binary runs of the same method
-        train_settings.update((cfg.get("teacher") or {}).get("train") or {})
-    train_cfg = TrainConfig.from_dict({"seed": int(params.get("seed", 0)), **train_settings})
+        settings.update((cfg.get("teacher") or {}).get("train") or {})
+    train_cfg = TrainConfig.from_dict({"seed": int(params.get("seed", 0)), **settings})
     model, facts = build_method(params, method, backbone_name, stage, teacher, init, variant, train_cfg.steps)
     data = section(cfg, "dataset")
     root = data.get("root", params.get("data", {}).get("root"))

@@ -59,6 +59,16 @@ def section(params: dict, dotted: str) -> Any:
     return node
 
 
+def train_settings(paper_cfg: dict, method: str) -> dict:
+    """A paper section's `train` settings with `train_by_method.<method>` laid over them: base
+    methods have their own published optimizer settings (e.g. SimCLR's and BYOL's LARS learning
+    rates and weight decays differ)."""
+    by_method = paper_cfg.get("train_by_method") or {}
+    if not isinstance(by_method, dict) or not all(isinstance(v, dict) or v is None for v in by_method.values()):
+        raise ConfigError(f"train_by_method: expected {{method: {{setting: value}}}}, got {by_method!r}")
+    return {**section(paper_cfg, "train"), **(by_method.get(method) or {})}
+
+
 def cli_main(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
     """Wrap a CLI ``main``: a ConfigError prints one line to stderr and exits with code 2."""
     @wraps(fn)

@@ -382,6 +382,9 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
 
     if state.status == "running":
         state.status = "ok"
+    if state.status == "ok":
+        method.finish_training(lambda: _finish_batches(dataset, per_rank, cfg, rt),
+                               torch.Generator(device=rt.device).manual_seed(cfg.seed * 1000 + rt.rank + FINISH_SEED))
     save(final=True)
     logger.close()
     metrics = {
@@ -399,6 +402,19 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     if rt.main:
         write_json(metrics, out_dir / METRICS)
     return metrics
+
+
+FINISH_SEED = 500_009  # keeps the views of finish_training apart from the training views
+
+
+def _finish_batches(dataset: Dataset, per_rank: int, cfg: TrainConfig, rt: Runtime):
+    """Training batches for ``Method.finish_training``: a fixed order of their own (seed + 1), so a
+    rerun of a finished run, or a resumed one, gives the same batches."""
+    sampler = ResumableSampler(len(dataset), per_rank, cfg.seed + 1, rt.world, rt.rank)
+    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
+                        drop_last=True, pin_memory=rt.device.type == "cuda")
+    for images, _ in loader:
+        yield images.to(rt.device, non_blocking=True)
 
 
 class _Logger:

@@ -28,15 +28,21 @@ Choices made where the paper is silent (all parameters):
   deterministic "none" recipe (the CLI does this); view 0 is `base.views[0]`.
 - The baseline (`variant="baseline"`) runs the same code with both features at full precision and
   no precision draw: bit for bit the base method's step.
+- BatchNorm is shared by all widths, so a CQ encoder ends with the running statistics of quantized
+  forwards. Before the encoder is saved, `finish_training` re-estimates them at full precision on
+  `bn_reestimation_batches` training batches (default 20; 0 = off) drawn with the base method's
+  first view pipeline (`common.bn_reestimation`); the metrics record it under `bn_reestimation`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 
+from common.bn_reestimation import reestimate_batchnorm
 from common.errors import ConfigError
 from common.losses import nt_xent
 from common.methods.base import Method, StepOutput
@@ -63,7 +69,7 @@ class ContrastiveQuant(Method):
 
     def __init__(self, base: Method, variant: str, precisions: str | Sequence[int] = "6-16",
                  quant: QuantConfig | None = None, keep_fp: Sequence[str] | None = None,
-                 target_precision: str = "match", seed: int = 0):
+                 target_precision: str = "match", seed: int = 0, bn_reestimation_batches: int = 20):
         nn.Module.__init__(self)  # the backbone belongs to `base`; not registered twice
         if not isinstance(base, (SimCLR, BYOL)):
             raise ConfigError(f"cq base method: expected SimCLR or BYOL, got {type(base).__name__}")
@@ -78,6 +84,12 @@ class ContrastiveQuant(Method):
         self.quantized = [base.backbone] + ([base.target_backbone] if isinstance(base, BYOL) else [])
         for net in self.quantized:
             quantize_model(net, keep_fp=keep_fp, config=quant, precisions=self.precisions)
+        if isinstance(bn_reestimation_batches, bool) or not isinstance(bn_reestimation_batches, int) \
+                or bn_reestimation_batches < 0:
+            raise ConfigError(f"cq bn_reestimation.batches: expected an integer >= 0 (0 = off), "
+                              f"got {bn_reestimation_batches!r}")
+        self.bn_reestimation_batches = bn_reestimation_batches
+        self.bn_reestimation: dict = {"done": False}
         self.precision_rng = torch.Generator().manual_seed(seed)
         self.register_buffer("precision_counts", torch.zeros(MAX_BITS + 1, dtype=torch.long))
 
@@ -99,6 +111,25 @@ class ContrastiveQuant(Method):
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         self.base.after_optimizer_step(step, total_steps)  # BYOL's EMA; nothing for SimCLR
 
+    def finish_training(self, batches, generator) -> None:
+        """Re-estimate the encoder's BatchNorm statistics at full precision before it is saved
+        (``common.bn_reestimation``): a CQ encoder only ever ran quantized forwards, and every
+        evaluation reads it at FP. The baseline ran FP forwards only and is left as it is."""
+        if self.variant == "baseline" or self.bn_reestimation_batches == 0:
+            reason = "baseline: FP forwards only" if self.variant == "baseline" else "off"
+            self.bn_reestimation = {"done": False, "reason": reason}
+            return
+        set_precision(self.base.backbone, None)
+        view, images_seen = self.base.views[0], []
+
+        def inputs():
+            for images in islice(batches(), self.bn_reestimation_batches):
+                images_seen.append(images.shape[0])
+                yield self.base.as_input(view(images, generator))
+
+        used = reestimate_batchnorm(self.base.backbone, inputs())
+        self.bn_reestimation = {"done": True, "precision": "fp", "batches": used, "images": sum(images_seen)}
+
     def get_extra_state(self):
         return {"precision_rng": self.precision_rng.get_state()}
 
@@ -109,7 +140,7 @@ class ContrastiveQuant(Method):
         counts = {q: int(self.precision_counts[q]) for q in self.precisions}
         return {"variant": self.variant, "base": self.base.name,
                 "precision_set": list(self.precisions), "precision_counts": counts,
-                "target_precision": self.target_precision}
+                "target_precision": self.target_precision, "bn_reestimation": self.bn_reestimation}
 
     # -- one step -----------------------------------------------------------------------------
     def draw(self) -> tuple[int | None, int | None]:

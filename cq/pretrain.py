@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from common.backbones import build_backbone
-from common.config import cli_main, load_params, section
+from common.config import cli_main, load_params, section, train_settings
 from common.data import build_dataset
 from common.engine import TrainConfig, train
 from common.errors import ConfigError
@@ -55,7 +55,19 @@ def build_cq(params: dict, method: str, variant: str, backbone_name: str) -> Con
                         switchable_bn=bool(q.get("switchable_bn", False)))
     return ContrastiveQuant(base, variant, str(params.get("precision", "6-16")), quant,
                             keep_fp=q.get("keep_fp"), target_precision=q.get("target_precision", "match"),
-                            seed=seed)
+                            seed=seed, bn_reestimation_batches=bn_reestimation_batches(cfg))
+
+
+def bn_reestimation_batches(cfg: dict) -> int:
+    """`cq.bn_reestimation: {enabled: true, batches: 20}` -> batches to use (0 = off). At most one
+    epoch of the training set is read, so a small set may give fewer batches."""
+    bn = cfg.get("bn_reestimation") or {}
+    if not isinstance(bn, dict) or set(bn) - {"enabled", "batches"}:
+        raise ConfigError(f"cq.bn_reestimation: expected {{enabled: true|false, batches: N}}, got {bn!r}")
+    enabled = bn.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"cq.bn_reestimation.enabled: expected true or false, got {enabled!r}")
+    return bn.get("batches", 20) if enabled else 0
 
 
 def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -> dict:
@@ -64,7 +76,7 @@ def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -
     data = section(cfg, "dataset")
     root = data.get("root", params.get("data", {}).get("root"))
     dataset = build_dataset(data["name"], root, data.get("split", "train"), **data.get("options", {}))
-    train_cfg = TrainConfig.from_dict({"seed": int(params.get("seed", 0)), **section(cfg, "train")})
+    train_cfg = TrainConfig.from_dict({"seed": int(params.get("seed", 0)), **train_settings(cfg, method)})
     run_params = {"precision": params.get("precision"), "cq": cfg, "seed": params.get("seed", 0),
                   "method": method, "variant": variant, "backbone": backbone_name}
     meta = {"backbone": backbone_name,

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from common.backbones import build_backbone
+from common.config import train_settings
 from common.engine import TrainConfig
 from common.profile_check import PROFILES
 from common.views import build_views
@@ -74,7 +75,8 @@ def test_every_planned_evaluation_call_parses(profile, monkeypatch):
 def test_training_settings_views_and_networks_build(profile):
     _, params = profile
     cq, burn = params["cq"], params["burn"]
-    TrainConfig.from_dict({"seed": 0, **cq["train"]})
+    for method in cq["methods"]:
+        TrainConfig.from_dict({"seed": 0, **train_settings(cq, method)})
     for views in [*cq["views"].values(), *burn["views"].values()]:
         views = dict(views)
         build_views(views.pop("recipe"), views.pop("out_size"), **views)
@@ -83,11 +85,10 @@ def test_training_settings_views_and_networks_build(profile):
     build_backbone(burn["student"], **burn["backbone_options"][burn["student"]])
     methods = {*burn.get("distill", []), *burn["baselines"], "burn"}
     for method in methods:
-        TrainConfig.from_dict({"seed": 0, **burn["train"], **(burn.get("train_by_method") or {}).get(method, {})})
+        TrainConfig.from_dict({"seed": 0, **train_settings(burn, method)})
         assert method in burn["methods"] or method == "s2bnn"
     teacher = burn["teacher"]
-    TrainConfig.from_dict({"seed": 0, **burn["train"], **(burn.get("train_by_method") or {}).get(teacher["method"], {}),
-                           **teacher.get("train", {})})
+    TrainConfig.from_dict({"seed": 0, **train_settings(burn, teacher["method"]), **teacher.get("train", {})})
     assert set(burn["runs"]) <= set(burn["variants"])
 
 

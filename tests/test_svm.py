@@ -9,7 +9,7 @@ from PIL import Image
 from sklearn.svm import LinearSVC
 
 from common.errors import ConfigError
-from eval.svm import (NEG_PER_POS, VOC_CLASSES, RowStore, lowshot_samples, main, make_svm_data,
+from eval.svm import (NEG_PER_POS, VOC_CLASSES, RowStore, lowshot_choices, lowshot_samples, main, make_svm_data,
                       run_full, run_lowshot, save_features, span_basis, stratified_folds, train_svms)
 from eval.voc_ap import average_precision
 
@@ -205,8 +205,10 @@ def test_lowshot_modes_aggregate_as_specified():
     costs = (0.01, 1.0, 100.0)
     low = run_lowshot(data, costs=costs, ks=(3,), n_samples=2, n_jobs=1)
     samples = lowshot_samples(data.trainval_y, data.classes, (3,), 2, seed=0)
+    all_test_ap = []
     for s in range(2):
         test_ap, cv_choice = np.empty((3, 3)), []
+        all_test_ap.append(test_ap)
         for c in range(3):
             pos, neg = samples[(3, s, c)]
             x = data.trainval_x[np.r_[pos, neg]]
@@ -230,6 +232,27 @@ def test_lowshot_modes_aggregate_as_specified():
         assert cv["costs"][s] == cv_choice
         picked = [costs.index(cost) for cost in cv["costs"][s]]
         assert cv["per_sample"][s] == pytest.approx(test_ap[np.arange(3), picked].mean(), abs=1e-12)
+    # reference: ONE cost for k, the best test mAP averaged over the samples; each sample at it
+    mean_over_samples = np.mean([t.mean(axis=0) for t in all_test_ap], axis=0)
+    ref_cost = int(np.argmax(mean_over_samples))
+    ref = low["table"]["3"]["reference"]
+    assert ref["costs"] == costs[ref_cost]
+    assert ref["per_sample"] == pytest.approx([t.mean(axis=0)[ref_cost] for t in all_test_ap], abs=1e-12)
+    assert ref["mean"] <= low["table"]["3"]["best_test"]["mean"] + 1e-12
+
+
+def test_reference_rule_differs_from_the_per_sample_best_on_a_known_case():
+    """Two samples, two classes, three costs: per sample the best costs differ (index 0 and 2),
+    the best mean over samples is cost index 1."""
+    test_ap = np.array([[[0.9, 0.8, 0.1], [0.9, 0.8, 0.1]],    # sample 0: cost 0 best (0.9)
+                        [[0.1, 0.8, 0.9], [0.1, 0.8, 0.9]]])   # sample 1: cost 2 best (0.9)
+    out = lowshot_choices(test_ap, [[0, 0], [1, 2]], (0.1, 1.0, 10.0))
+    assert out["reference"]["costs"] == 1.0 and out["reference"]["per_sample"] == pytest.approx([0.8, 0.8])
+    assert out["best_test"]["costs"] == [0.1, 10.0] and out["best_test"]["mean"] == pytest.approx(0.9)
+    assert out["cv"]["per_sample"] == pytest.approx([0.9, 0.85]) and out["cv"]["costs"] == [[0.1, 0.1], [1.0, 10.0]]
+    # ties go to the smallest cost
+    tied = lowshot_choices(np.full((2, 1, 3), 0.5), [[0], [0]], (0.1, 1.0, 10.0))
+    assert tied["reference"]["costs"] == 0.1 and tied["best_test"]["costs"] == [0.1, 0.1]
 
 
 def test_lowshot_same_results_with_workers_and_without_span_trick():

@@ -8,6 +8,7 @@ and implements `training_step`; methods with momentum networks also implement
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -56,6 +57,12 @@ class Method(nn.Module):
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Called after every optimizer step (momentum / EMA updates). Default: nothing."""
+
+    def finish_training(self, batches: Callable[[], Iterator[torch.Tensor]],
+                        generator: torch.Generator) -> None:
+        """Called once after the last optimizer step of a run that ended ok, before ``encoder.pt``
+        is written. ``batches()`` yields training batches (uint8 images on the device, a fixed
+        order); ``generator`` draws their views. Default: nothing (CQ re-estimates BatchNorm)."""
 
     def grad_groups(self) -> dict[str, nn.Module]:
         """Named module groups whose gradient norms are logged (default: every child)."""
