@@ -47,7 +47,7 @@ from burn.teacher import load_fp_head, load_fp_trunk, read_head_state
 from common.backbones import build_backbone
 from common.binary import binary_convs, set_binary_stage
 from common.checkpoint import save_checkpoint, write_json
-from common.config import cli_main, load_params, section, train_settings
+from common.config import cli_main, load_params, section, seed_of, train_settings
 from common.data import build_dataset
 from common.engine import TrainConfig, train
 from common.errors import ConfigError
@@ -66,7 +66,7 @@ DEFAULT_KWARGS = {"simclrv2": {"num_layers": 3}}  # SimCLRv2 = SimCLR with a 3-l
 
 
 def views_for(cfg: dict, method: str):
-    options = dict(section(cfg, f"views.{method}"))
+    options = dict(section(cfg, f"views.{method}", where="burn"))
     recipe = options.pop("recipe", None)
     if recipe is None:
         raise ConfigError(f"params: burn.views.{method} needs a 'recipe'")
@@ -105,7 +105,7 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
         raise ConfigError("--init: only for --method burn --stage 2 (stage 1's run)")
     if variant is not None and method != "burn":
         raise ConfigError(f"--variant: only for --method burn, not {method}")
-    torch.manual_seed(int(params.get("seed", 0)))  # same initial student for every method
+    torch.manual_seed(seed_of(params))  # same initial student for every method
     student, backbone_kwargs = build_student(cfg, backbone_name)
     binary = bool(binary_convs(student))
     if not binary and stage is not None:
@@ -169,12 +169,12 @@ def run(params: dict, method: str, backbone_name: str, out: str, stage: int | No
     cfg = section(params, "burn")
     if as_teacher and (cfg.get("teacher") or {}).get("file"):
         return import_teacher(params, backbone_name, out)
-    settings = train_settings(cfg, method)
+    settings = train_settings(params, "burn", method)
     if as_teacher:  # the FP teacher may train longer than the binary runs of the same method
         settings.update((cfg.get("teacher") or {}).get("train") or {})
-    train_cfg = TrainConfig.from_dict({"seed": int(params.get("seed", 0)), **settings})
+    train_cfg = TrainConfig.from_dict({"seed": seed_of(params), **settings}, where="burn.train")
     model, facts = build_method(params, method, backbone_name, stage, teacher, init, variant, train_cfg.steps)
-    data = section(cfg, "dataset")
+    data = section(cfg, "dataset", where="burn")
     root = data.get("root", params.get("data", {}).get("root"))
     dataset = build_dataset(data["name"], root, data.get("split", "train"), **data.get("options", {}))
     run_params = {"burn": cfg, "seed": params.get("seed", 0), "method": method, "backbone": backbone_name,

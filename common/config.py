@@ -3,10 +3,15 @@
 A stage's CLI reads the parameter file (params.yaml by default: the active profile), applies
 ``key.sub=value`` overrides (values parsed as YAML, so ``precision=4-16``, ``cq.train.lr=0.5``,
 ``cq.quant.grad_bits=null`` all work) and passes plain dicts on.
+
+One YAML reading for every parameter and mapping file, and for overrides: YAML 1.2 numbers, so
+``1e-3`` is a float as it is for `dvc exp run -S` (PyYAML's YAML 1.1 reads it as a string);
+invalid YAML or a file that is not a mapping is one ConfigError naming the file.
 """
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from functools import wraps
 from pathlib import Path
@@ -17,18 +22,56 @@ import yaml
 from common.errors import EXIT_BAD_INPUT, ConfigError
 
 
-def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict:
-    """The parameter dict of ``path`` with ``key.sub=value`` overrides applied."""
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: 1e-3, 1E+5, .5, 5. are floats."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text -> Python (YAML 1.2 numbers); invalid YAML is a ConfigError naming `source`."""
+    try:
+        return yaml.load(text, Loader=ParamsLoader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+
+def read_yaml_mapping(path: str | Path, what: str = "params file") -> dict:
+    """A YAML file whose top level is a mapping (an empty file is {}); one ConfigError otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"params file {path}: not found")
+        raise ConfigError(f"{what} {path}: not found")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"params file {path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(params, dict):
-        raise ConfigError(f"params file {path}: expected a mapping at the top level")
-    return apply_overrides(params, overrides)
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{what} {path}: cannot be read ({err})") from None
+    data = parse_yaml(text, f"{what} {path}")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path}: expected a mapping at the top level, got a {type(data).__name__}")
+    return data
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict:
+    """The parameter dict of ``path`` with ``key.sub=value`` overrides applied."""
+    return apply_overrides(read_yaml_mapping(path), overrides)
+
+
+def seed_of(params: dict) -> int:
+    """The top-level `seed`: an integer (one ConfigError otherwise)."""
+    seed = params.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed: expected an integer, got {seed!r}")
+    return seed
 
 
 def apply_overrides(params: dict, overrides: Sequence[str]) -> dict:
@@ -37,7 +80,7 @@ def apply_overrides(params: dict, overrides: Sequence[str]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. precision=4-16")
-        value = yaml.safe_load(text) if text else None
+        value = parse_yaml(text, f"override {item!r}") if text else None
         node = params
         *parents, leaf = key.split(".")
         for part in parents:
@@ -49,24 +92,28 @@ def apply_overrides(params: dict, overrides: Sequence[str]) -> dict:
     return params
 
 
-def section(params: dict, dotted: str) -> Any:
-    """``section(params, "cq.train")``; a missing key is one clear error."""
+def section(params: dict, dotted: str, where: str = "") -> Any:
+    """``section(params, "cq.train")``; a missing key is one clear error naming the full path
+    (``where``: the path of ``params`` itself when it is a sub-section, e.g. "cq")."""
     node: Any = params
+    full = f"{where}.{dotted}" if where else dotted
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"params: missing {dotted!r} (no {part!r})")
+            raise ConfigError(f"params: missing {full!r}")
         node = node[part]
     return node
 
 
-def train_settings(paper_cfg: dict, method: str) -> dict:
-    """A paper section's `train` settings with `train_by_method.<method>` laid over them: base
-    methods have their own published optimizer settings (e.g. SimCLR's and BYOL's LARS learning
-    rates and weight decays differ)."""
-    by_method = paper_cfg.get("train_by_method") or {}
+def train_settings(params: dict, paper: str, method: str) -> dict:
+    """`<paper>.train` with `<paper>.train_by_method.<method>` laid over it: base methods have their
+    own published optimizer settings (e.g. SimCLR's and BYOL's LARS learning rates differ)."""
+    train = section(params, f"{paper}.train")
+    by_method = section(params, paper).get("train_by_method") or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"{paper}.train: expected a mapping of settings, got {train!r}")
     if not isinstance(by_method, dict) or not all(isinstance(v, dict) or v is None for v in by_method.values()):
-        raise ConfigError(f"train_by_method: expected {{method: {{setting: value}}}}, got {by_method!r}")
-    return {**section(paper_cfg, "train"), **(by_method.get(method) or {})}
+        raise ConfigError(f"{paper}.train_by_method: expected {{method: {{setting: value}}}}, got {by_method!r}")
+    return {**train, **(by_method.get(method) or {})}
 
 
 def cli_main(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:

@@ -57,6 +57,35 @@ ENCODER = "encoder.pt"
 METRICS = "metrics.json"
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+# (fields, check, what the message says is expected): types and ranges of TrainConfig, checked
+# once here for params.yaml and command-line overrides alike.
+_FIELD_RULES = (
+    (("batch_size", "accum_steps", "ckpt_every", "log_every"), lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    (("steps",), lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 (or give epochs)"),
+    (("epochs",), lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 (or give steps)"),
+    (("warmup_steps", "num_workers", "seed"), lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    (("num_classes",), lambda v: v is None or (_is_int(v) and v >= 2), "an integer >= 2 or null"),
+    (("lr", "online_lr", "weight_decay", "warmup_epochs", "final_lr_ratio", "gamma"),
+     lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    (("momentum",), lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    (("grad_clip",), lambda v: v is None or (_is_number(v) and v > 0), "a number > 0 or null"),
+    (("nesterov", "sync_bn", "progress"), lambda v: isinstance(v, bool), "true or false"),
+    (("betas",), lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v),
+     "two numbers in [0, 1)"),
+    (("milestones",), lambda v: isinstance(v, (list, tuple)) and all(_is_int(m) and m >= 0 for m in v),
+     "a list of integers >= 0"),
+    (("optimizer", "schedule", "device", "amp", "channels_last"), lambda v: isinstance(v, str), "a name"),
+)
+
+
 @dataclass
 class TrainConfig:
     """Settings of one training run; every field is a parameter in params.yaml."""
@@ -91,25 +120,32 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        for names, check, expected in _FIELD_RULES:
+            for name in names:
+                value = getattr(self, name)
+                if not check(value):
+                    raise ConfigError(f"train.{name}: expected {expected}, got {value!r}")
         self.betas = tuple(self.betas)
         self.milestones = tuple(self.milestones)
         if (self.steps is None) == (self.epochs is None):
             raise ConfigError("train: give exactly one of steps or epochs")
-        for name in ("batch_size", "accum_steps", "ckpt_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"train.{name}: expected a positive integer, got {getattr(self, name)!r}")
         for name, allowed in (("amp", ("auto", "bf16", "off")), ("channels_last", ("auto", "on", "off")),
                               ("device", ("auto", "cpu", "cuda"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict, where: str = "train") -> "TrainConfig":
+        """The settings of `d`; every error names the field as `<where>.<field>` (e.g. cq.train.lr)."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"train: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+            raise ConfigError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**d)
+        except ConfigError as err:
+            text = str(err)
+            raise ConfigError(where + text[len("train"):] if text.startswith("train") else text) from None
 
 
 # --------------------------------------------------------------------------------------------

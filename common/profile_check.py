@@ -12,13 +12,11 @@ device found.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Sequence
 
-import yaml
 
 from common.checkpoint import write_json
-from common.config import cli_main
+from common.config import cli_main, read_yaml_mapping
 from common.errors import ConfigError
 
 PROFILES = ("smoke", "mini", "paper")
@@ -40,13 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default=None, help="JSON file recording the profile and device")
     args = parser.parse_args(argv)
-    path = Path(args.params)
-    if not path.is_file():
-        raise ConfigError(f"--params {path}: file not found")
+    params = read_yaml_mapping(args.params, "--params")
     import torch
 
     cuda = torch.cuda.is_available()
-    profile = check_profile(yaml.safe_load(path.read_text()) or {}, cuda)
+    profile = check_profile(params, cuda)
     if args.out:
         write_json({"profile": profile, "cuda": cuda}, args.out)
     print(f"profile {profile}: ok ({'CUDA' if cuda else 'CPU'})")

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from common.backbones import build_backbone
-from common.config import cli_main, load_params, section, train_settings
+from common.config import cli_main, load_params, section, seed_of, train_settings
 from common.data import build_dataset
 from common.engine import TrainConfig, train
 from common.errors import ConfigError
@@ -33,7 +33,7 @@ BASES = {"simclr": SimCLR, "byol": BYOL}
 
 def build_views_for(cfg: dict, method: str, variant: str):
     """The base method's view recipe; CQ-Quant uses no input augmentation (CQ Sec. 4.5)."""
-    options = dict(section(cfg, f"views.{method}"))
+    options = dict(section(cfg, f"views.{method}", where="cq"))
     recipe = options.pop("recipe")
     if variant == "cq_quant":
         return build_views("none", options["out_size"], norm=options.get("norm", "imagenet"))
@@ -46,7 +46,7 @@ def build_cq(params: dict, method: str, variant: str, backbone_name: str) -> Con
     if method not in BASES:
         raise ConfigError(f"--method: expected one of {sorted(BASES)}, got {method!r}")
     check_variant(variant)
-    seed = int(params.get("seed", 0))
+    seed = seed_of(params)
     torch.manual_seed(seed)  # the same initial weights for every variant of a comparison
     backbone = build_backbone(backbone_name, **cfg.get("backbone_options", {}).get(backbone_name, {}))
     base = BASES[method](backbone, build_views_for(cfg, method, variant), **cfg.get(method, {}))
@@ -73,10 +73,10 @@ def bn_reestimation_batches(cfg: dict) -> int:
 def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -> dict:
     cfg = section(params, "cq")
     cq = build_cq(params, method, variant, backbone_name)
-    data = section(cfg, "dataset")
+    data = section(cfg, "dataset", where="cq")
     root = data.get("root", params.get("data", {}).get("root"))
     dataset = build_dataset(data["name"], root, data.get("split", "train"), **data.get("options", {}))
-    train_cfg = TrainConfig.from_dict({"seed": int(params.get("seed", 0)), **train_settings(cfg, method)})
+    train_cfg = TrainConfig.from_dict({"seed": seed_of(params), **train_settings(params, "cq", method)}, where="cq.train")
     run_params = {"precision": params.get("precision"), "cq": cfg, "seed": params.get("seed", 0),
                   "method": method, "variant": variant, "backbone": backbone_name}
     meta = {"backbone": backbone_name,

@@ -18,7 +18,7 @@ import torch
 
 from common.backbones import build_backbone
 from common.checkpoint import save_checkpoint, write_json
-from common.config import cli_main, load_params, section
+from common.config import cli_main, load_params, section, seed_of
 from common.engine import ENCODER, METRICS
 from common.provenance import provenance
 
@@ -26,7 +26,7 @@ from common.provenance import provenance
 def run(params: dict, backbone_name: str, out: str | Path) -> dict:
     cfg = section(params, "cq")
     options = (cfg.get("backbone_options") or {}).get(backbone_name) or {}
-    torch.manual_seed(int(params.get("seed", 0)))  # as cq.pretrain.build_cq seeds before building
+    torch.manual_seed(seed_of(params))  # as cq.pretrain.build_cq seeds before building
     backbone = build_backbone(backbone_name, **options)
     out = Path(out)
     save_checkpoint({"backbone": backbone_name, "backbone_kwargs": dict(options), "method": "none",

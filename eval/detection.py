@@ -73,7 +73,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import yaml
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -85,7 +84,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from common.backbones import build_backbone
 from common.backbones.reactnet import ReActNetA
 from common.checkpoint import load_checkpoint, write_json
-from common.config import apply_overrides, cli_main
+from common.config import apply_overrides, cli_main, read_yaml_mapping
 from common.data import build_dataset
 from common.engine import setup_runtime
 from common.errors import ConfigError
@@ -596,11 +595,7 @@ def _params_file(path: str, explicit: bool) -> dict:
         if explicit:
             raise ConfigError(f"params file {p}: not found")
         return {}
-    try:
-        params = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"params file {p}: not valid YAML ({str(err).splitlines()[0]})") from None
-    return params if isinstance(params, dict) else {}
+    return read_yaml_mapping(p)
 
 
 @cli_main

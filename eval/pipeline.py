@@ -54,7 +54,7 @@ from typing import Sequence
 
 import yaml
 
-from common.config import cli_main
+from common.config import cli_main, read_yaml_mapping
 from common.errors import ConfigError
 from eval.guard import pretraining_diverged, write_not_run
 
@@ -229,10 +229,7 @@ def run_suite(params: dict, suite: str, dry_run: bool = False, section: str = "s
 
 
 def load_params(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--params {p}: file not found")
-    return yaml.safe_load(p.read_text()) or {}
+    return read_yaml_mapping(path, "--params")
 
 
 @cli_main

@@ -41,10 +41,9 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
 
 from common.checkpoint import write_json
-from common.config import cli_main
+from common.config import cli_main, read_yaml_mapping
 from common.errors import ConfigError
 from reports.tables import DIVERGED, NOT_RUN, load_paper_tables, parse_measured
 
@@ -192,16 +191,12 @@ def aggregate(params: Mapping, runs: str | Path = "runs") -> dict:
 def load_report_params(path: str | Path = "params.yaml") -> dict:
     """params.yaml with its ``report`` section read from the file ``report_mapping`` names
     (a profile's mapping lives in reports/mapping/<profile>.yaml)."""
-    path = Path(path)
-    params = yaml.safe_load(path.read_text()) or {}
+    params = read_yaml_mapping(path, "--params")
     mapping = params.get("report_mapping")
     if mapping is not None:
-        mapping_path = Path(mapping)
-        if not mapping_path.is_file():
-            raise ConfigError(f"report_mapping {mapping_path}: file not found")
-        params["report"] = (yaml.safe_load(mapping_path.read_text()) or {}).get("report")
+        params["report"] = read_yaml_mapping(mapping, "report_mapping").get("report")
         if not isinstance(params["report"], dict):
-            raise ConfigError(f"report_mapping {mapping_path}: expected a 'report' section")
+            raise ConfigError(f"report_mapping {mapping}: expected a 'report' section")
     return params
 
 

@@ -24,13 +24,13 @@ ALL = {p.stem: yaml.safe_load(p.read_text()) for p in (REPO / "profiles").glob("
 def test_cq_simclr_on_imagenet_uses_simclrs_imagenet_temperature():
     # SimCLR's ImageNet default temperature is 0.1; CQ's lr 0.6 = SimCLR's 0.3 x 512 / 256
     assert PAPER["cq"]["simclr"]["temperature"] == 0.1
-    train = train_settings(PAPER["cq"], "simclr")
+    train = train_settings(PAPER, "cq", "simclr")
     assert train["lr"] == pytest.approx(0.3 * train["batch_size"] / 256)
 
 
 @pytest.mark.parametrize("params", [PAPER, SMALL_DATA], ids=["imagenet", "cifar100"])
 def test_cq_byol_gets_byols_published_optimizer_scaled_to_the_batch(params):
-    byol, simclr = train_settings(params["cq"], "byol"), train_settings(params["cq"], "simclr")
+    byol, simclr = train_settings(params, "cq", "byol"), train_settings(params, "cq", "simclr")
     assert byol["lr"] == pytest.approx(0.2 * byol["batch_size"] / 256)  # BYOL: base lr 0.2 per 256
     assert byol["weight_decay"] == 1.5e-6 and params["cq"]["byol"]["tau_base"] == 0.996
     assert simclr["weight_decay"] == 1.0e-6 and simclr["lr"] != byol["lr"]
@@ -39,10 +39,12 @@ def test_cq_byol_gets_byols_published_optimizer_scaled_to_the_batch(params):
 
 def test_train_by_method_reaches_the_run(tmp_path):
     params = {"seed": 0, "cq": {"train": {"lr": 1.0, "steps": 3}, "train_by_method": {"byol": {"lr": 0.25}}}}
-    assert train_settings(params["cq"], "byol") == {"lr": 0.25, "steps": 3}
-    assert train_settings(params["cq"], "simclr") == {"lr": 1.0, "steps": 3}
-    with pytest.raises(ConfigError, match="train_by_method"):
-        train_settings({"train": {}, "train_by_method": {"byol": 0.1}}, "byol")
+    assert train_settings(params, "cq", "byol") == {"lr": 0.25, "steps": 3}
+    assert train_settings(params, "cq", "simclr") == {"lr": 1.0, "steps": 3}
+    with pytest.raises(ConfigError, match="cq.train_by_method"):
+        train_settings({"cq": {"train": {}, "train_by_method": {"byol": 0.1}}}, "cq", "byol")
+    with pytest.raises(ConfigError, match="'cq.train'"):
+        train_settings({"cq": {}}, "cq", "byol")
 
 
 def test_burn_static_lambda_of_table5_is_not_table7s_constant():

@@ -76,7 +76,7 @@ def test_training_settings_views_and_networks_build(profile):
     _, params = profile
     cq, burn = params["cq"], params["burn"]
     for method in cq["methods"]:
-        TrainConfig.from_dict({"seed": 0, **train_settings(cq, method)})
+        TrainConfig.from_dict({"seed": 0, **train_settings(params, "cq", method)})
     for views in [*cq["views"].values(), *burn["views"].values()]:
         views = dict(views)
         build_views(views.pop("recipe"), views.pop("out_size"), **views)
@@ -85,10 +85,10 @@ def test_training_settings_views_and_networks_build(profile):
     build_backbone(burn["student"], **burn["backbone_options"][burn["student"]])
     methods = {*burn.get("distill", []), *burn["baselines"], "burn"}
     for method in methods:
-        TrainConfig.from_dict({"seed": 0, **train_settings(burn, method)})
+        TrainConfig.from_dict({"seed": 0, **train_settings(params, "burn", method)})
         assert method in burn["methods"] or method == "s2bnn"
     teacher = burn["teacher"]
-    TrainConfig.from_dict({"seed": 0, **train_settings(burn, teacher["method"]), **teacher.get("train", {})})
+    TrainConfig.from_dict({"seed": 0, **train_settings(params, "burn", teacher["method"]), **teacher.get("train", {})})
     assert set(burn["runs"]) <= set(burn["variants"])
 
 
