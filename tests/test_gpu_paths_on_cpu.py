@@ -46,6 +46,11 @@ class LayerProbe:
         for h in self.handles:
             h.remove()
 
+    def stop_after(self, last_step: int):
+        """An engine callback that stops recording after the last training step (the FP
+        BatchNorm re-estimation of CQ, after training, runs outside autocast by design)."""
+        return lambda step, state: self.remove() if step == last_step else None
+
 
 def cq_run(tmp_path, **engine):
     torch.manual_seed(seed(0))
@@ -58,8 +63,7 @@ def cq_run(tmp_path, **engine):
     probe = LayerProbe(method)
     losses = []
     metrics = train(method, tiny_dataset(64), tiny_config(steps=4, seed=seed(0), **engine), tmp_path,
-                    callbacks=[lambda s, st: losses.append(st.last_loss)])
-    probe.remove()
+                    callbacks=[lambda s, st: losses.append(st.last_loss), probe.stop_after(4)])
     return metrics, losses, probe
 
 
@@ -72,8 +76,8 @@ def burn_run(tmp_path, **engine):
     losses = []
     cfg = tiny_config(steps=4, optimizer="adam", lr=1e-3, weight_decay=0.0, warmup_steps=0,
                       num_classes=None, seed=seed(0), **engine)
-    metrics = train(method, tiny_dataset(64), cfg, tmp_path, callbacks=[lambda s, st: losses.append(st.last_loss)])
-    probe.remove()
+    metrics = train(method, tiny_dataset(64), cfg, tmp_path,
+                    callbacks=[lambda s, st: losses.append(st.last_loss), probe.stop_after(4)])
     return metrics, losses, probe
 
 
