@@ -46,11 +46,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated file, pickled code, not a torch file at all
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"checkpoint {path}: cannot be read as a weights-only torch file ({first})") from None
+        raise ConfigError(f"checkpoint {path}: {_unreadable_reason(err)}") from None
     if not isinstance(obj, dict):
         raise ConfigError(f"checkpoint {path}: expected a dict, found {type(obj).__name__}")
     return obj
+
+
+def _unreadable_reason(err: Exception) -> str:
+    """Why torch.load refused a file, in our words: torch's own message for pickled objects
+    advises weights_only=False, which would run whatever code the file holds."""
+    text = str(err)
+    if "Weights only load failed" in text or "Unsupported global" in text or "weights_only" in text:
+        return ("not a weights-only torch file (it holds pickled objects or is not a torch file at "
+                "all; it is not loaded, since unpickling arbitrary objects can run code)")
+    if "zip archive" in text or "central directory" in text or isinstance(err, (EOFError, OSError)):
+        return "truncated or corrupt (not a complete torch file)"
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return f"cannot be read as a weights-only torch file ({first[:200]})"
 
 
 def write_json(obj: Any, path: str | Path) -> Path:

@@ -117,12 +117,21 @@ def train_settings(params: dict, paper: str, method: str) -> dict:
 
 
 def cli_main(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
-    """Wrap a CLI ``main``: a ConfigError prints one line to stderr and exits with code 2."""
+    """Wrap a CLI ``main``: a ConfigError, or an output that cannot be written (a file where a
+    folder should be, a read-only place), prints one line to stderr and exits with code 2."""
     @wraps(fn)
     def wrapped(argv: Sequence[str] | None = None) -> int:
         try:
             return fn(argv) or 0
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except (NotADirectoryError, PermissionError, FileExistsError, IsADirectoryError) as err:
+            print(f"error: cannot write {err.filename}: {err.strerror}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except OSError as err:
+            if err.filename is None:
+                raise
+            print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
             return EXIT_BAD_INPUT
     return wrapped

@@ -252,7 +252,12 @@ def _set_rng_state(state: dict, generator: torch.Generator) -> None:
 def _check_resume(path: Path, phash: str, rt: Runtime) -> dict | None:
     if not path.is_file():
         return None
-    ckpt = load_checkpoint(path, map_location=rt.device)
+    try:
+        ckpt = load_checkpoint(path, map_location=rt.device)
+    except ConfigError as err:  # e.g. a copy cut short: the run starts over rather than stopping
+        if rt.main:
+            warnings.warn(f"{err}; starting over")
+        return None
     if ckpt.get("params_hash") != phash:
         if rt.main:
             warnings.warn(f"{path}: made with other settings (params hash {ckpt.get('params_hash')} "

@@ -81,15 +81,15 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from common.backbones import build_backbone
 from common.backbones.reactnet import ReActNetA
-from common.checkpoint import load_checkpoint, write_json
+from common.checkpoint import write_json
 from common.config import apply_overrides, cli_main, read_yaml_mapping
 from common.data import build_dataset
 from common.engine import setup_runtime
 from common.errors import ConfigError
 from common.provenance import provenance
 from common.syncbn import convert_sync_batchnorm
+from eval.features import load_backbone
 from eval.voc_eval import VOCDetectionEvaluator
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's RGB mean / std (inputs in [0, 1])
@@ -218,21 +218,9 @@ def make_config(profile: str = "paper", overrides: dict | None = None) -> Detect
 
 def load_encoder_network(path: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild the backbone of an encoder.pt and load its weights (strictly, quantizer
-    statistics aside). Returns (network, checkpoint metadata)."""
-    ckpt = load_checkpoint(path)
-    if "state_dict" not in ckpt or "backbone" not in ckpt:
-        raise ConfigError(f"{path}: expected an encoder.pt with 'backbone' and 'state_dict'")
-    net = build_backbone(ckpt["backbone"], **(ckpt.get("backbone_kwargs") or {}))
-    state = {k: v for k, v in ckpt["state_dict"].items() if not k.endswith(QUANT_STAT_SUFFIXES)}
-    try:
-        missing, unexpected = net.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ConfigError(f"{path}: weights do not fit {ckpt['backbone']} "
-                          f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err})") from None
-    if missing or unexpected:
-        raise ConfigError(f"{path}: weights do not fit {ckpt['backbone']} "
-                          f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
-    return net, {k: v for k, v in ckpt.items() if k != "state_dict"}
+    statistics aside; `eval.features.load_backbone`). Returns (network, checkpoint metadata)."""
+    net, meta = load_backbone(path, "cpu", ignore_suffixes=QUANT_STAT_SUFFIXES)
+    return net.train(), meta
 
 
 def split_network(net: nn.Module) -> tuple[nn.Sequential, nn.Sequential]:

@@ -162,23 +162,57 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_backbone(encoder_path: str | Path, device: str | torch.device = "cpu"
-                  ) -> tuple[nn.Module, dict]:
-    """(backbone with the file's weights loaded strictly, the file's metadata without weights)."""
+def load_backbone(encoder_path: str | Path, device: str | torch.device = "cpu",
+                  ignore_suffixes: tuple[str, ...] = ()) -> tuple[nn.Module, dict]:
+    """(backbone with the file's weights loaded strictly, the file's metadata without weights).
+
+    Every way an encoder file can be unusable is one ConfigError naming the file: not an encoder,
+    weights of another network (names or shapes), non-finite weights, or a pretraining run whose
+    metrics.json (beside the file) says it did not end ok (e.g. diverged: its features are NaN).
+    ``ignore_suffixes``: state-dict keys ending so are dropped first (e.g. quantizer statistics)."""
+    where = f"--encoder {encoder_path}"
+    check_run_status(encoder_path)
     ckpt = load_checkpoint(encoder_path)
     if "state_dict" not in ckpt or "backbone" not in ckpt:
-        raise ConfigError(f"--encoder {encoder_path}: not an encoder file "
-                          "(expected keys 'backbone', 'backbone_kwargs', 'state_dict')")
-    kwargs = ckpt.get("backbone_kwargs") or {}
+        raise ConfigError(f"{where}: not an encoder file (expected keys 'backbone', 'backbone_kwargs', 'state_dict')")
+    kwargs, state = ckpt.get("backbone_kwargs") or {}, ckpt["state_dict"]
     if not isinstance(kwargs, dict):
-        raise ConfigError(f"--encoder {encoder_path}: 'backbone_kwargs' must be a mapping")
-    model = build_backbone(ckpt["backbone"], **kwargs)
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+        raise ConfigError(f"{where}: 'backbone_kwargs' must be a mapping")
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ConfigError(f"{where}: 'state_dict' must map names to tensors")
+    try:
+        model = build_backbone(ckpt["backbone"], **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where}: backbone {ckpt['backbone']!r} does not take {kwargs} ({err})") from None
+    state = {k: v for k, v in state.items() if not k.endswith(ignore_suffixes)} if ignore_suffixes else state
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor of the wrong shape
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        raise ConfigError(f"{where}: weights do not fit backbone {ckpt['backbone']!r} {kwargs} "
+                          f"({lines[0] if lines else 'shape mismatch'})") from None
     if missing or unexpected:
-        raise ConfigError(f"--encoder {encoder_path}: weights do not fit backbone {ckpt['backbone']!r} "
+        raise ConfigError(f"{where}: weights do not fit backbone {ckpt['backbone']!r} "
                           f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ConfigError(f"{where}: non-finite weights ({bad[:3]}): the run that wrote it diverged")
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model.to(device).eval(), meta
+
+
+def check_run_status(encoder_path: str | Path) -> None:
+    """A ConfigError when the metrics.json beside ``encoder_path`` says the run did not end ok."""
+    metrics = Path(encoder_path).with_name("metrics.json")
+    if not metrics.is_file():
+        return  # an imported or hand-made encoder file: nothing to check
+    try:
+        status = json.loads(metrics.read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return
+    if status not in (None, "ok"):
+        raise ConfigError(f"--encoder {encoder_path}: its run ended {status!r} ({metrics}); "
+                          "evaluate a run that ended ok")
 
 
 def last_feature_map(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from common.checkpoint import save_checkpoint
+from tests.engine_fixtures import write_encoder
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "profiles" / "smoke.yaml")
 CQ = ["cq.pretrain", "--params", SMOKE, "--method", "simclr", "--variant", "cq_a", "--backbone", "cifar_resnet20",
@@ -23,6 +26,34 @@ FILES = {
     "no_cq_train.yaml": "seed: 0\nprecision: 6-16\ncq: {dataset: {name: synthetic}}\n",
     "no_cq_views.yaml": "seed: 0\ncq: {dataset: {name: synthetic}, train: {steps: 1}}\n",
 }
+
+ENCODER_CLIS = {"linear": ["eval.linear", "--epochs", "1"], "knn": ["eval.knn"], "finetune": ["eval.finetune"]}
+BAD_ENCODERS = {  # file in {tmp} -> message fragment
+    "wrong_width.pt": "weights do not fit backbone 'cifar_resnet20'",
+    "wrong_arch.pt": "weights do not fit backbone 'resnet18'",
+    "not_a_dict.pt": "'state_dict' must map names to tensors",
+    "diverged/encoder.pt": "its run ended 'diverged'",
+    "nan/encoder.pt": "non-finite weights",
+    "random.pt": "not a weights-only torch file",
+}
+
+
+def write_bad_encoders(tmp: Path) -> None:
+    good = write_encoder(tmp / "good.pt")  # CIFAR ResNet-20, width 0.5
+    state = good.state_dict()
+    save_checkpoint({"backbone": "cifar_resnet20", "backbone_kwargs": {"width": 0.25}, "state_dict": state},
+                    tmp / "wrong_width.pt")
+    save_checkpoint({"backbone": "resnet18", "backbone_kwargs": {}, "state_dict": state}, tmp / "wrong_arch.pt")
+    save_checkpoint({"backbone": "cifar_resnet20", "backbone_kwargs": {"width": 0.5}, "state_dict": [1, 2]},
+                    tmp / "not_a_dict.pt")
+    write_encoder(tmp / "diverged" / "encoder.pt")
+    (tmp / "diverged" / "metrics.json").write_text(json.dumps({"status": "diverged", "step": 3}))
+    nan_state = {k: (v.fill_(float("nan")) if k == "conv1.weight" else v) for k, v in state.items()}
+    save_checkpoint({"backbone": "cifar_resnet20", "backbone_kwargs": {"width": 0.5}, "state_dict": nan_state},
+                    tmp / "nan" / "encoder.pt")
+    (tmp / "random.pt").write_bytes(bytes(range(256)) * 20)
+    write_encoder(tmp / "resnet18.pt", "resnet18", width=0.25)
+
 
 CASES = {
     # zero or negative steps
@@ -48,6 +79,18 @@ CASES = {
     "cq invalid yaml": (["cq.pretrain", "--params", "{tmp}/invalid.yaml", *CQ[3:]], "invalid.yaml: not valid YAML"),
     "cq without cq.views": (["cq.pretrain", "--params", "{tmp}/no_cq_views.yaml", *CQ[3:]], "missing 'cq.views.simclr'"),
 }
+for _where, _named in (("{tmp}/good.pt/run", "good.pt"), ("/proc/lowprec-ssl-test/run", "lowprec-ssl-test")):
+    # a file where a folder should be; a place nobody can create folders in
+    CASES[f"cq unwritable {_named}"] = (CQ[:-1] + [_where, "cq.train.steps=1"], _named)
+    CASES[f"linear unwritable {_named}"] = (["eval.linear", "--epochs", "1", "--encoder", "{tmp}/good.pt",
+                                             "--dataset", "synthetic", "--options", "{num_images: 32, image_size: 16}",
+                                             "--out", _where], _named)
+    CASES[f"export unwritable {_named}"] = (["eval.export_detectron2", "{tmp}/resnet18.pt", _where + "/r18.pkl"],
+                                            _named)
+for _suite, _cli in ENCODER_CLIS.items():  # an encoder that cannot be evaluated, for every eval CLI
+    for _file, _fragment in BAD_ENCODERS.items():
+        CASES[f"{_suite} {_file}"] = ([*_cli, "--encoder", "{tmp}/" + _file, "--dataset", "synthetic",
+                                       "--options", "{num_images: 32, image_size: 16}", "--out", "{out}"], _fragment)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -55,6 +98,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(name, tmp_path, capsys
     argv, fragment = CASES[name]
     for file, text in FILES.items():
         (tmp_path / file).write_text(text)
+    write_bad_encoders(tmp_path)
     out = tmp_path / "out"
     module, *args = [a.replace("{tmp}", str(tmp_path)).replace("{out}", str(out)) for a in argv]
     capsys.readouterr()
@@ -70,5 +114,4 @@ def test_scientific_notation_works_on_the_command_line_as_with_dvc_exp_run(tmp_p
     out = tmp_path / "run"
     args = [a.replace("{out}", str(out)) for a in CQ[1:]]
     assert main([*args, "cq.train.steps=1", "cq.train.lr=1e-3", "cq.train.weight_decay=1e-6"]) == 0
-    provenance = json.loads((out / "metrics.json").read_text())["provenance"]
     assert json.loads((out / "metrics.json").read_text())["status"] == "ok"

@@ -74,7 +74,7 @@ def test_wrong_and_truncated_files_are_one_clear_error(tmp_path, tv_state):
     torch.save(tv_state, tmp_path / "full.pth")
     data = (tmp_path / "full.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
-    _one_error_line(tmp_path / "cut.pth", "cannot be read")
+    _one_error_line(tmp_path / "cut.pth", "truncated or corrupt")
     torch.save({"weights": [1, 2]}, tmp_path / "junk.pth")
     _one_error_line(tmp_path / "junk.pth", "expected a state dict")
 

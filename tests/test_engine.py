@@ -146,6 +146,33 @@ def test_checkpoints_are_atomic_and_weights_only(tmp_path):
         load_checkpoint(path)
 
 
+def test_unreadable_checkpoints_are_named_without_unsafe_advice(tmp_path):
+    save_checkpoint({"w": torch.ones(1000)}, tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "random.pt").write_bytes(torch.randint(0, 256, (5000,), dtype=torch.uint8).numpy().tobytes())
+    torch.save({"obj": PickledCode()}, tmp_path / "code.pt")
+    for name, fragment in (("cut.pt", "truncated or corrupt"), ("random.pt", "not a weights-only torch file"),
+                           ("code.pt", "not a weights-only torch file")):
+        with pytest.raises(ConfigError) as err:
+            load_checkpoint(tmp_path / name)
+        text = str(err.value)
+        assert fragment in text and name in text and "\n" not in text, text
+        assert "weights_only` set to `False`" not in text and "weights_only=False" not in text
+        assert "Errno" not in text
+
+
+def test_a_truncated_checkpoint_in_out_starts_the_run_over_with_a_warning(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    save_checkpoint({"w": torch.ones(1000)}, out / CHECKPOINT)
+    (out / CHECKPOINT).write_bytes((out / CHECKPOINT).read_bytes()[:100])
+    with pytest.warns(UserWarning, match="starting over"):
+        metrics = train(tiny_simclr(), tiny_dataset(), tiny_config(steps=2), out)
+    assert metrics["status"] == "ok" and metrics["step"] == 2
+    assert load_checkpoint(out / CHECKPOINT)["state"]["step"] == 2
+
+
 @pytest.mark.ddp
 def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
