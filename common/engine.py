@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from common.checkpoint import load_checkpoint, save_checkpoint, write_json
+from common.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from common.errors import ConfigError
 from common.methods.base import Method, StepOutput
 from common.optim import apply_schedule, build_optimizer, make_schedule, param_groups
@@ -233,6 +233,7 @@ class RunState:
     diverged_at: int | None = None
     last_loss: float | None = None
     logs: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of the segments before this one (a resumed run adds them up)
 
 
 def _rng_state(generator: torch.Generator) -> dict:
@@ -291,10 +292,8 @@ def train(method: Method, dataset: Dataset, cfg: TrainConfig, out_dir: str | Pat
 
 
 def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, callbacks) -> dict:
-    started = time.time()
+    segment_start = time.time()  # this segment of the run (a resumed run adds the earlier ones)
     phash = params_hash({"params": params, "world": rt.world})
-    if rt.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
     per_rank = cfg.batch_size // (rt.world * cfg.accum_steps)
     if per_rank * rt.world * cfg.accum_steps != cfg.batch_size:
         raise ConfigError(f"train.batch_size: {cfg.batch_size} is not divisible by "
@@ -334,12 +333,17 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
         state = RunState(**resumed["state"])
         _set_rng_state(resumed["rng"][rt.rank], generator)
 
-    logger = _Logger(out_dir, rt, total, resume=resumed is not None, enabled=cfg.progress)
+    if rt.main:  # only now: a run that fails its checks above leaves no folder behind
+        out_dir.mkdir(parents=True, exist_ok=True)
+    logger = _Logger(out_dir, rt, total, resume_step=state.step if resumed is not None else None,
+                     enabled=cfg.progress)
+    seconds_before = state.seconds
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
                         drop_last=True, pin_memory=rt.device.type == "cuda",
                         persistent_workers=False)
 
     def save(final: bool = False) -> None:
+        state.seconds = seconds_before + (time.time() - segment_start)
         rngs = [None] * rt.world
         mine = _rng_state(generator)
         if rt.world > 1:
@@ -435,7 +439,7 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
         "final_loss": state.last_loss,
         "online_acc": state.logs.get("online_acc"),
         "images_per_s": state.logs.get("images_per_s"),
-        "seconds": round(time.time() - started, 3),
+        "seconds": round(seconds_before + (time.time() - segment_start), 3),  # all segments
         "world_size": rt.world,
         "method": method.summary(),
         "provenance": provenance(params, rt.device, **run_info),
@@ -458,17 +462,34 @@ def _finish_batches(dataset: Dataset, per_rank: int, cfg: TrainConfig, rt: Runti
         yield images.to(rt.device, non_blocking=True)
 
 
+def _truncate_curves(live_dir: Path, last_step: int) -> None:
+    """Keep only the rows of step <= last_step in every dvclive curve (TSV: header, then a step
+    column) under ``live_dir``, so a resumed run does not log a step twice."""
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        lines = tsv.read_text().splitlines()
+        if not lines:
+            continue
+        col = lines[0].split("\t").index("step") if "step" in lines[0].split("\t") else None
+        if col is None:
+            continue
+        kept = [lines[0]] + [row for row in lines[1:] if int(float(row.split("\t")[col])) <= last_step]
+        if len(kept) != len(lines):
+            atomic_write(tsv, lambda tmp: tmp.write_text("\n".join(kept) + "\n"))
+
+
 class _Logger:
     """dvclive curves and a tqdm bar, on the main process only."""
 
-    def __init__(self, out_dir: Path, rt: Runtime, total: int, resume: bool, enabled: bool):
+    def __init__(self, out_dir: Path, rt: Runtime, total: int, resume_step: int | None, enabled: bool):
         self.live = self.bar = None
         if not rt.main:
             return
         from dvclive import Live
         from tqdm import tqdm
 
-        self.live = Live(dir=str(out_dir / "dvclive"), resume=resume, save_dvc_exp=False,
+        if resume_step is not None:  # rows logged after the checkpoint are logged again: drop them
+            _truncate_curves(out_dir / "dvclive", resume_step)
+        self.live = Live(dir=str(out_dir / "dvclive"), resume=resume_step is not None, save_dvc_exp=False,
                          dvcyaml=None, report=None)
         self.bar = tqdm(total=total, disable=not enabled, mininterval=2.0, desc=out_dir.name)
 

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,22 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, accum):
     metrics = train(resumed, data, cfg, tmp_path / "broken")
     assert metrics["status"] == "ok" and metrics["step"] == 10
     assert_same_weights(resumed, whole)
+
+
+def test_resumed_run_logs_each_step_once_and_counts_every_segments_seconds(tmp_path):
+    data, cfg = tiny_dataset(), tiny_config(steps=10, log_every=1)
+    slow = lambda step, state: time.sleep(0.3) if step <= 7 else None  # noqa: E731
+    with pytest.raises(Crash):  # dies after step 7 (about 2 s); the last checkpoint is step 6
+        train(tiny_simclr(), data, cfg, tmp_path, callbacks=[slow, crash_at(7)])
+    metrics = train(tiny_simclr(), data, cfg, tmp_path)
+    assert metrics["step"] == 10 and metrics["seconds"] >= 6 * 0.3
+    curves = list((tmp_path / "dvclive" / "plots" / "metrics").rglob("*.tsv"))
+    assert curves
+    for tsv in curves:
+        steps = [int(float(row.split("\t")[0])) for row in tsv.read_text().splitlines()[1:]]
+        assert steps == sorted(set(steps)), f"{tsv.name}: {steps}"
+    loss = (tmp_path / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()[1:]
+    assert [int(r.split("\t")[0]) for r in loss] == list(range(1, 11))
 
 
 def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
