@@ -224,11 +224,16 @@ def test_bad_arguments():
         ContrastiveQuant(make_base("byol"), "cq_a", target_precision="half")
 
 
-# CQ-A/B/C: 160 steps of LARS lr 1.0, kNN on 1024 held-out images, mean margin over 3 seeds.
-# Measured on a 2-core AMD EPYC: CQ-A over seeds 0..9 +0.094 mean, +0.021 smallest single seed,
-# +0.071 smallest mean of 3 consecutive seeds (at 80 steps, seeds 0-2: CQ-A +0.061, CQ-B +0.077,
-# CQ-C +0.124). With no learning, the mean of 3 margins has a standard deviation of about 0.01.
+# CQ-A/B/C: 160 steps of LARS lr 1.0, kNN on 1024 held-out images, mean margin over 3 seeds
+# (5 for CQ-B). Measured on a 2-core AMD EPYC, before the FP BatchNorm re-estimation of CQ
+# encoders existed: CQ-A over seeds 0..9 +0.094 mean, +0.021 smallest single seed, +0.071 smallest
+# mean of 3 consecutive seeds. With it (as now), means of 3 at TEST_SEED_OFFSET 1 / 2 / 3 / 7 / 13:
+# CQ-A +0.071 / +0.073 / +0.120 / +0.104 / +0.132, CQ-C +0.138 / +0.138 / +0.126 / +0.126 / +0.165,
+# CQ-B +0.044 / +0.034 / +0.082 / +0.070 / +0.156 with one seed at -0.041: CQ-B is the variant
+# the paper calls unstable, so its mean is taken over 5 seeds. With no learning, the mean of 3
+# margins has a standard deviation of about 0.01.
 MARGIN_FLOOR = 0.025
+SEEDS = {"cq_b": (0, 1, 2, 3, 4)}
 # CQ-Quant has no input augmentation (quantization noise is its only perturbation; lr 0.3). At
 # this scale its kNN margin is not distinguishable from zero on every seed. Measured: 80 steps at
 # 6-16 bits, seeds 0-2: +0.007 / +0.070 / +0.006; 160 steps, seeds 0-3: +0.060 / +0.029 / +0.010 /
@@ -236,6 +241,8 @@ MARGIN_FLOOR = 0.025
 # So its test asserts what the objective does robustly (the NCE loss falls on every seed by at
 # least 5 %; seeds 0-2 fell by 13-18 %) and that the encoder is not made worse than untrained
 # (mean margin > -0.02); the kNN claim for CQ-Quant (CQ Table 8) belongs to the claims study.
+# With the FP BatchNorm re-estimation, means of 3 at offsets 1 / 2 / 3 / 7 / 13: +0.012 / +0.003 /
+# +0.014 / +0.041 / +0.015 (single seeds down to -0.043).
 QUANT_FLOOR = -0.02
 STEPS = {"cq_a": 160, "cq_b": 160, "cq_c": 160, "cq_quant": 80}
 
@@ -263,7 +270,7 @@ def test_short_run_lowers_loss_and_beats_random_init_in_knn(tmp_path, variant, l
         falls.append(fall)
         return trained, untrained
 
-    margin = mean_margin(variant, run)
+    margin = mean_margin(variant, run, SEEDS.get(variant, (0, 1, 2)))
     print(f"{variant}: relative loss falls {[round(f, 3) for f in falls]}")
     if variant == "cq_quant":
         assert margin > QUANT_FLOOR and min(falls) > 0.05
