@@ -55,7 +55,7 @@ class LayerProbe:
 def cq_run(tmp_path, **engine):
     torch.manual_seed(seed(0))
     # Width 0.5, not 0.25: torch 2.14.1's oneDNN backward of a channels_last 1x1 stride-2 conv with
-    # 4 input channels corrupts the heap on one CPU thread (README, "Known issues").
+    # 4 input channels corrupts the heap on one CPU thread (README, "Training engine").
     backbone = build_backbone("cifar_resnet20", width=0.5)
     base = SimCLR(backbone, build_views("simclr", 16, strength=0.5, blur=False, norm="cifar10"),
                   proj_dim=8, hidden_dim=16)
