@@ -2,12 +2,12 @@
 
 Why: Contrastive Quant trains its encoder only through quantized forwards (CQ-A/B/C/Quant), with
 BatchNorm shared by all bit-widths. Eq. 9's floor quantizer shifts values down by S/2 on average,
-so the running means and variances the encoder ends with describe quantized inputs (at 6 bits the
-BN input means sit 0.6-1.0 sigma away from full precision), while every frozen-feature evaluation
-(linear, kNN, SVM, t-SNE, detection init) runs the encoder at full precision. The plain SimCLR /
-BYOL baselines have no such mismatch. Re-estimating the statistics at full precision on training
-images before the encoder is saved removes it (the "BN calibration" of switchable / once-for-all
-networks does the same per width).
+so the running means and variances the encoder ends with describe quantized inputs, while every
+frozen-feature evaluation (linear, kNN, SVM, t-SNE, detection init) runs the encoder at full
+precision (after a 20-step CQ-C run of the mini profile the two sets of running means differed by
+0.08 sigma on average). The plain SimCLR / BYOL baselines have no such mismatch. Re-estimating the
+statistics at full precision on training images before the encoder is saved removes it (the "BN
+calibration" of switchable / once-for-all networks does the same per width).
 
 How: the running statistics of every BatchNorm the forward reaches are reset and re-accumulated
 as a cumulative average (momentum None) over the batches, in train mode and without gradients;

@@ -439,7 +439,7 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
         "final_loss": state.last_loss,
         "online_acc": state.logs.get("online_acc"),
         "images_per_s": state.logs.get("images_per_s"),
-        "seconds": round(seconds_before + (time.time() - segment_start), 3),  # all segments
+        "seconds": round(state.seconds, 3),  # every segment, as of the final save
         "world_size": rt.world,
         "method": method.summary(),
         "provenance": provenance(params, rt.device, **run_info),
@@ -467,11 +467,10 @@ def _truncate_curves(live_dir: Path, last_step: int) -> None:
     column) under ``live_dir``, so a resumed run does not log a step twice."""
     for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
         lines = tsv.read_text().splitlines()
-        if not lines:
+        header = lines[0].split("\t") if lines else []
+        if "step" not in header:
             continue
-        col = lines[0].split("\t").index("step") if "step" in lines[0].split("\t") else None
-        if col is None:
-            continue
+        col = header.index("step")
         kept = [lines[0]] + [row for row in lines[1:] if int(float(row.split("\t")[col])) <= last_step]
         if len(kept) != len(lines):
             atomic_write(tsv, lambda tmp: tmp.write_text("\n".join(kept) + "\n"))

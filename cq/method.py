@@ -62,6 +62,9 @@ class Encoded:
     target: torch.Tensor | None = None  # BYOL: target projection z'
 
 
+BN_REESTIMATION_BATCHES = 20  # training batches of the FP BatchNorm re-estimation (finish_training)
+
+
 class ContrastiveQuant(Method):
     """CQ-A / CQ-B / CQ-C / CQ-Quant (or the plain baseline) over a SimCLR or BYOL instance."""
 
@@ -69,7 +72,8 @@ class ContrastiveQuant(Method):
 
     def __init__(self, base: Method, variant: str, precisions: str | Sequence[int] = "6-16",
                  quant: QuantConfig | None = None, keep_fp: Sequence[str] | None = None,
-                 target_precision: str = "match", seed: int = 0, bn_reestimation_batches: int = 20):
+                 target_precision: str = "match", seed: int = 0,
+                 bn_reestimation_batches: int = BN_REESTIMATION_BATCHES):
         nn.Module.__init__(self)  # the backbone belongs to `base`; not registered twice
         if not isinstance(base, (SimCLR, BYOL)):
             raise ConfigError(f"cq base method: expected SimCLR or BYOL, got {type(base).__name__}")

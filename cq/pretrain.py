@@ -25,7 +25,7 @@ from common.methods.byol import BYOL
 from common.methods.simclr import SimCLR
 from common.quant import QuantConfig
 from common.views import build_views
-from cq.method import ContrastiveQuant
+from cq.method import BN_REESTIMATION_BATCHES, ContrastiveQuant
 from cq.objectives import VARIANTS, check_variant
 
 BASES = {"simclr": SimCLR, "byol": BYOL}
@@ -67,7 +67,7 @@ def bn_reestimation_batches(cfg: dict) -> int:
     enabled = bn.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"cq.bn_reestimation.enabled: expected true or false, got {enabled!r}")
-    return bn.get("batches", 20) if enabled else 0
+    return bn.get("batches", BN_REESTIMATION_BATCHES) if enabled else 0
 
 
 def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -> dict:

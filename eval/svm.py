@@ -334,6 +334,11 @@ def _trainval_store() -> RowStore:
     return _WORKER["store"]
 
 
+def best_cost_index(map_per_cost: np.ndarray) -> int:
+    """Index of the highest AP or mAP; ties go to the smallest cost (costs are sorted ascending)."""
+    return int(np.flatnonzero(map_per_cost >= map_per_cost.max() - 1e-12)[0])
+
+
 def evaluate_class(job: ClassJob) -> dict:
     """{"cv_ap": AP per cost averaged over held-out folds (or None), "chosen": cost index,
     "test_ap": test AP per cost (NaN where not refit)}."""
@@ -356,7 +361,7 @@ def evaluate_class(job: ClassJob) -> dict:
             scores = feats[held] @ weights.T + biases
             cv_ap += [average_precision(scores[:, j], job.labels[held]) for j in range(len(job.costs))]
         cv_ap /= n_folds
-        chosen = int(np.flatnonzero(cv_ap >= cv_ap.max() - 1e-12)[0])  # ties: smallest cost
+        chosen = best_cost_index(cv_ap)
 
     refit = list(range(len(job.costs))) if job.refit_all else [chosen]
     weights, biases = train_svms(store.problem(local, targets), [job.costs[j] for j in refit])
@@ -546,18 +551,13 @@ def _mean_std(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_sample": [float(v) for v in values]}
 
 
-def _best_cost(map_per_cost: np.ndarray) -> int:
-    """Index of the highest mAP; ties go to the smallest cost (costs are sorted ascending)."""
-    return int(np.flatnonzero(map_per_cost >= map_per_cost.max() - 1e-12)[0])
-
-
 def lowshot_choices(test_ap: np.ndarray, cv_chosen: list[list[int]], costs: Sequence[float]) -> dict:
     """The three cost rules on one k's test APs (samples, classes, costs); see the module docstring.
     Returns {mode: {"mean", "std", "per_sample", "costs"}}."""
     samples, classes = test_ap.shape[:2]
     map_per_cost = test_ap.mean(axis=1)  # (samples, costs)
-    ref = _best_cost(map_per_cost.mean(axis=0))  # one cost for every sample of this k
-    best = [_best_cost(row) for row in map_per_cost]
+    ref = best_cost_index(map_per_cost.mean(axis=0))  # one cost for every sample of this k
+    best = [best_cost_index(row) for row in map_per_cost]
     cv = [float(np.mean(test_ap[s, np.arange(classes), cv_chosen[s]])) for s in range(samples)]
     return {
         "reference": {**_mean_std(list(map_per_cost[:, ref])), "costs": costs[ref]},
