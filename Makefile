@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python -m ...`: run them with the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test test-fast test-learning bench lock clean-venv profile
+.PHONY: setup repro plan test test-fast test-learning bench lock clean-venv profile
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 repro: setup
 	dvc repro
+
+# What `dvc repro` would run, and why, without running it (DVC's `--dry` stops on a fresh clone):
+#   make plan            make plan S="precision=4-16"   (as `dvc exp run -S precision=4-16` would)
+plan: setup
+	$(PY) -m common.plan $(foreach s,$(S),-S $(s))
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,13 +1,18 @@
-"""Stop a `paper`-profile `dvc repro` at once on a machine that cannot run it.
+"""Check params.yaml before any stage runs: the `check_profile` stage, first in the pipeline.
 
     python -m common.profile_check [--params params.yaml] [--out runs/profile.json]
 
-The `check_profile` stage runs this before any pretraining stage. The `paper` profile (ImageNet,
-ResNet-50 / ReActNet-A, hundreds of epochs) needs CUDA GPUs and `torchrun`; on a machine without
-CUDA it exits with code 2 and one line saying so, instead of starting a multi-week CPU run.
-`smoke` and `mini` run anywhere. Both paper parameter files (profiles/paper.yaml,
-profiles/paper_small_data.yaml) say `profile: paper`. The output file records the profile and the
-device found.
+Two checks, each one line and exit code 2 on failure:
+- the values every stage reads (profile, seed, precision set, the training settings of every
+  listed method) are valid, so a bad `dvc exp run -S precision=abc` stops here, in seconds, and
+  not after the stages before the one that reads it. DVC leaves an `-S` value in params.yaml when
+  the run fails, so the message says so;
+- the `paper` profile (ImageNet, ResNet-50 / ReActNet-A, hundreds of epochs) needs CUDA GPUs and
+  `torchrun`: without CUDA it stops instead of starting a multi-week CPU run. `smoke` and `mini`
+  run anywhere. Both paper parameter files (profiles/paper.yaml, profiles/paper_small_data.yaml)
+  say `profile: paper`.
+The output file records the profile and the device found; it changes only when they do, so the
+stage re-running (it is always run) does not re-run the stages after it.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from typing import Sequence
 
 
 from common.checkpoint import write_json
-from common.config import cli_main, read_yaml_mapping
+from common.config import cli_main, read_yaml_mapping, seed_of, section, train_settings
 from common.errors import ConfigError
 
 PROFILES = ("smoke", "mini", "paper")
@@ -32,6 +37,33 @@ def check_profile(params: dict, cuda_available: bool) -> str:
     return profile
 
 
+def burn_methods(params: dict) -> list[str]:
+    """Every method a BURN-side stage trains: BURN itself, the distilled and the other baselines,
+    the teacher's method."""
+    burn = params.get("burn") or {}
+    teacher = (burn.get("teacher") or {}).get("method")
+    return ["burn", *(burn.get("distill") or []), *(burn.get("baselines") or []), *([teacher] if teacher else [])]
+
+
+def validate_params(params: dict) -> None:
+    """Every value a stage reads that can be checked without data: one ConfigError naming the field."""
+    from common.engine import TrainConfig
+    from common.quant import parse_precision_set
+
+    seed = seed_of(params)
+    if "precision" in params:
+        parse_precision_set(params["precision"])
+    for paper, methods in (("cq", section(params, "cq.methods") if "cq" in params else []),
+                           ("burn", burn_methods(params) if "burn" in params else [])):
+        if not isinstance(methods, list):
+            raise ConfigError(f"{paper}.methods: expected a list of method names, got {methods!r}")
+        if methods:  # the shared settings first, so that a fault is named where it is written
+            TrainConfig.from_dict({"seed": seed, **section(params, f"{paper}.train")}, where=f"{paper}.train")
+        for method in methods:
+            TrainConfig.from_dict({"seed": seed, **train_settings(params, paper, method)},
+                                  where=f"{paper}.train_by_method.{method}")
+
+
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.profile_check", description=__doc__.splitlines()[0])
@@ -39,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="JSON file recording the profile and device")
     args = parser.parse_args(argv)
     params = read_yaml_mapping(args.params, "--params")
+    try:
+        validate_params(params)
+    except ConfigError as err:
+        raise ConfigError(f"{args.params}: {err} (a failed `dvc exp run -S` leaves its value in the file: "
+                          f"set it back, e.g. `git checkout {args.params}`)") from None
     import torch
 
     cuda = torch.cuda.is_available()

@@ -92,6 +92,7 @@ from common.syncbn import convert_sync_batchnorm
 from eval.features import load_backbone
 from eval.voc_eval import VOCDetectionEvaluator
 
+HEADLINE = "AP.mean"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's RGB mean / std (inputs in [0, 1])
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Activation statistics of quantizing layers (common/quant.py): not weights, not loaded.

@@ -65,6 +65,8 @@ from eval.features import (DataSpec, TransformSpec, add_data_args, file_sha256, 
 from eval.linear import finish, new_linear, schedule_for, sgd_for, topk_accuracy
 from eval.presets import FINETUNE_PRESETS, TrainPreset, get_preset, parse_floats
 
+HEADLINE = "best.top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
+
 
 class Classifier(nn.Module):
     """backbone -> linear layer (the fine-tuned network)."""

@@ -27,6 +27,8 @@ from common.features import knn_predict
 from eval.features import DataSpec, FeatureExtractor, add_data_args, add_extractor_args, extractor_from_args, spec_from_args
 from eval.linear import finish, int_labels, topk_accuracy
 
+HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
+
 
 def knn_topk(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
              num_classes: int, k: int = 200, temperature: float = 0.07) -> dict[str, float]:

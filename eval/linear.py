@@ -60,6 +60,7 @@ from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_a
 from eval.presets import LINEAR_PRESETS, TrainPreset, get_preset
 
 MODES = ("cached", "augment")
+HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
 METRICS = "metrics.json"
 
 

@@ -10,6 +10,14 @@ params.yaml and runs the suite's CLI (``eval.linear``,
 
     runs/eval/<suite>/<group>/<run>[/<variant>]/metrics.json     e.g. runs/eval/linear/cq/simclr-cq_a-cifar_resnet20
 
+and a summary beside the suite's folder, the DVC metrics file of the stage, with each item's
+headline number (the suite module's HEADLINE, e.g. linear top-1) or its status if it has none:
+
+    runs/eval/<suite>.json    {"cq": {"simclr-cq_a-cifar_resnet20": {"top1": 0.31}}, ...}
+
+so that `dvc exp show` and `dvc metrics diff` list one number per run, not every key of every
+metrics file (the detail stays in the folders, which are plain outputs).
+
 A suite's section:
 
     linear:
@@ -47,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -54,6 +63,7 @@ from typing import Sequence
 
 import yaml
 
+from common.checkpoint import write_json
 from common.config import cli_main, read_yaml_mapping
 from common.errors import ConfigError
 from eval.guard import pretraining_diverged, write_not_run
@@ -228,6 +238,31 @@ def run_suite(params: dict, suite: str, dry_run: bool = False, section: str = "s
     return calls
 
 
+def summary_path(suite: str) -> Path:
+    return EVAL_ROOT / f"{suite}.json"
+
+
+def summarize(calls: list[dict], suite: str) -> dict:
+    """{group: {run: {[variant:] {metric: value}}}}: each item's headline number, or its status."""
+    summary: dict = {}
+    for call in calls:
+        headline = getattr(importlib.import_module(call["cli"]), "HEADLINE", None)
+        metrics_file = Path(call["out"]) / "metrics.json"
+        if headline is None or not metrics_file.is_file():
+            continue
+        metrics = json.loads(metrics_file.read_text())
+        value = metrics
+        for part in headline.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            value = metrics.get("status", "no value")
+        node = summary
+        for part in Path(call["out"]).relative_to(EVAL_ROOT / suite).parts:
+            node = node.setdefault(part, {})
+        node[headline.rsplit(".", 1)[-1]] = value
+    return summary
+
+
 def load_params(path: str | Path) -> dict:
     return read_yaml_mapping(path, "--params")
 
@@ -242,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the calls, run nothing")
     args = parser.parse_args(argv)
     calls = run_suite(load_params(args.params), args.suite, args.dry_run, args.section)
+    if not args.dry_run and args.section == "suites":
+        write_json(summarize(calls, args.suite), summary_path(args.suite))
     print(f"eval suite {args.suite}: {len(calls)} item(s)", file=sys.stderr)
     return 0
 

@@ -116,6 +116,7 @@ TOLERANCE = 1e-4            # -e 0.0001
 POSITIVE_WEIGHT = 2.0       # -w1 2
 BIAS = 1.0                  # -B 1 (see the module docstring)
 LOWSHOT_MODES = ("reference", "cv", "best_test")  # cost rules of the low-shot suite
+HEADLINE = "full.map"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
 DEFAULT_COST = 1.0          # LIBLINEAR's default C: the cv fallback when k = 1
 PROJECT_MAX_FRACTION = 0.5  # span trick per training set when rows <= this * dimension
 LIBLINEAR_OPTIONS = f"-s {SOLVER} -e {TOLERANCE:g} -w1 {POSITIVE_WEIGHT:g} -B {BIAS:g}"

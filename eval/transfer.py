@@ -26,6 +26,8 @@ from eval.features import add_data_args, add_extractor_args, extractor_from_args
 from eval.linear import add_training_args, finish, run_linear
 from eval.presets import TRANSFER_PRESETS, get_preset
 
+HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
+
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,9 @@ FILES = {
     "list.yaml": "- 1\n- 2\n",
     "no_cq_train.yaml": "seed: 0\nprecision: 6-16\ncq: {dataset: {name: synthetic}}\n",
     "no_cq_views.yaml": "seed: 0\ncq: {dataset: {name: synthetic}, train: {steps: 1}}\n",
+    # what a failed `dvc exp run -S` leaves in params.yaml
+    "bad_precision.yaml": Path(SMOKE).read_text().replace("\nprecision: 6-16\n", "\nprecision: abc\n"),
+    "bad_byol_steps.yaml": Path(SMOKE).read_text().replace("  train_by_method: {}", "  train_by_method: {byol: {steps: 0}}", 1),
 }
 
 ENCODER_CLIS = {"linear": ["eval.linear", "--epochs", "1"], "knn": ["eval.knn"], "finetune": ["eval.finetune"]}
@@ -78,6 +81,17 @@ CASES = {
                             "expected a mapping at the top level"),
     "cq invalid yaml": (["cq.pretrain", "--params", "{tmp}/invalid.yaml", *CQ[3:]], "invalid.yaml: not valid YAML"),
     "cq without cq.views": (["cq.pretrain", "--params", "{tmp}/no_cq_views.yaml", *CQ[3:]], "missing 'cq.views.simclr'"),
+    # the params check that opens every `dvc repro` / `dvc exp run`, and `make plan`
+    "check_profile precision=abc": (["common.profile_check", "--params", "{tmp}/bad_precision.yaml", "--out",
+                                     "{out}/profile.json"], "precision: cannot parse 'abc'"),
+    "check_profile names the undo": (["common.profile_check", "--params", "{tmp}/bad_precision.yaml", "--out",
+                                      "{out}/profile.json"], "git checkout"),
+    "check_profile byol steps=0": (["common.profile_check", "--params", "{tmp}/bad_byol_steps.yaml", "--out",
+                                    "{out}/profile.json"], "cq.train_by_method.byol.steps: expected an integer >= 1"),
+    "plan -S precision=abc": (["common.plan", "--params", SMOKE, "-S", "precision=abc"],
+                              "with -S: precision: cannot parse 'abc'"),
+    "plan -S seed=abc": (["common.plan", "--params", SMOKE, "-S", "seed=abc"], "seed: expected an integer"),
+    "plan -S no value": (["common.plan", "--params", SMOKE, "-S", "precision"], "expected key=value"),
 }
 for _where, _named in (("{tmp}/good.pt/run", "good.pt"), ("/proc/lowprec-ssl-test/run", "lowprec-ssl-test")):
     # a file where a folder should be; a place nobody can create folders in

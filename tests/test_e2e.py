@@ -4,6 +4,8 @@ Checks that every table of both papers exists as Markdown and LaTeX, parses, has
 and columns, and holds a number (or "diverged") in every cell the smoke profile's mapping
 (`report_mapping` in params.yaml) says it computes.
 """
+import csv
+import io
 import os
 import re
 import sys
@@ -74,10 +76,31 @@ def check_reports(repo: Path) -> int:
     return checked
 
 
+def planned_stages(clone: Path, env: dict) -> list[str]:
+    done = run_timed("make plan", [sys.executable, "-m", "common.plan"], cwd=clone, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [line.split()[0] for line in done.stdout.splitlines()]
+
+
+def exp_show_columns(clone: Path, env: dict) -> list[str]:
+    done = run_timed("dvc exp show --csv", [str(Path(sys.executable).parent / "dvc"), "exp", "show", "--csv"],
+                     cwd=clone, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return next(csv.reader(io.StringIO(done.stdout)))
+
+
 @pytest.mark.e2e
 def test_smoke_dvc_repro_renders_every_table(tmp_path):
     clone, env = clone_repo(tmp_path / "repo")
+    plan = planned_stages(clone, env)  # a fresh clone: every stage, the params check first
+    assert plan[0] == "check_profile" and plan[-1] == "report" and len(plan) > 40
     done = run_timed("smoke dvc repro (fresh clone)", [str(Path(sys.executable).parent / "dvc"), "repro"],
                      cwd=clone, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert check_reports(clone) > 150
+    assert planned_stages(clone, env) == ["check_profile"]  # always run; nothing after it
+    columns = exp_show_columns(clone, env)  # one headline number per evaluated run, not every key
+    assert len(columns) < 400, len(columns)
+    for variant in ("baseline", "cq_a", "cq_c"):
+        assert f"runs/eval/linear.json:cq.simclr-{variant}-cifar_resnet20.top1" in columns
+    assert not [c for c in columns if "provenance" in c or "/metrics.json:" in c]

@@ -85,3 +85,25 @@ def test_diverged_pretraining_writes_not_run_instead_of_evaluating(tmp_path, mon
     assert written["status"] == NOT_RUN_DIVERGED == "not run (pretraining diverged)"
     assert written["pretraining"]["step"] == 3
     assert not (tmp_path / "runs/eval/linear/cq/simclr-baseline-r20").exists()
+
+
+def test_summary_holds_one_headline_number_per_item_or_its_status(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    items = {"runs/eval/ft/cq/simclr-cq_a-r20/4bit": {"status": "ok", "best": {"top1": 0.25, "top5": 0.5},
+                                                      "provenance": {"host": "x"}},
+             "runs/eval/ft/cq/simclr-cq_b-r20/4bit": {"status": "not run (pretraining diverged)"}}
+    for folder, metrics in items.items():
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "metrics.json").write_text(json.dumps(metrics))
+    calls = [{"cli": "eval.finetune", "out": folder} for folder in items]
+    calls.append({"cli": "eval.finetune", "out": "runs/eval/ft/cq/never-run/4bit"})  # no file: left out
+    assert pipeline.summarize(calls, "ft") == {"cq": {
+        "simclr-cq_a-r20": {"4bit": {"top1": 0.25}},
+        "simclr-cq_b-r20": {"4bit": {"top1": "not run (pretraining diverged)"}}}}
+    assert str(pipeline.summary_path("ft")) == "runs/eval/ft.json"  # beside the folder, not in it
+
+
+def test_every_metrics_suite_names_its_headline_number():
+    import importlib
+    for cli in ("eval.linear", "eval.knn", "eval.finetune", "eval.svm", "eval.transfer", "eval.detection"):
+        assert isinstance(importlib.import_module(cli).HEADLINE, str), cli
