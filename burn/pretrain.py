@@ -2,10 +2,10 @@
 and the FP teacher.
 
     python -m burn.pretrain --method burn --variant burn --backbone reactnet_a --stage 1 \
-        --teacher runs/burn/teacher-mocov2-resnet18 --out runs/burn/burn-burn-stage1
+        --teacher runs/burn/teacher-mocov2-resnet18/s0 --out runs/burn/burn-stage1/s0
     python -m burn.pretrain --method burn --variant burn --backbone reactnet_a --stage 2 \
-        --teacher runs/burn/teacher-mocov2-resnet18 --init runs/burn/burn-burn-stage1 \
-        --out runs/burn/burn-burn-stage2
+        --teacher runs/burn/teacher-mocov2-resnet18/s0 --init runs/burn/burn-stage1/s0 \
+        --out runs/burn/burn-stage2/s0
     python -m burn.pretrain --method s2bnn --backbone reactnet_a --teacher TEACHER --out DIR
     python -m burn.pretrain --method mocov2 --backbone resnet18 --out DIR      # the FP teacher
     python -m burn.pretrain --method byol --backbone reactnet_a --out DIR      # a baseline
@@ -177,7 +177,7 @@ def run(params: dict, method: str, backbone_name: str, out: str, stage: int | No
     data = section(cfg, "dataset", where="burn")
     root = data.get("root", params.get("data", {}).get("root"))
     dataset = build_dataset(data["name"], root, data.get("split", "train"), **data.get("options", {}))
-    run_params = {"burn": cfg, "seed": params.get("seed", 0), "method": method, "backbone": backbone_name,
+    run_params = {"burn": cfg, "seed": seed_of(params), "method": method, "backbone": backbone_name,
                   "stage": facts["binary_stage"], "variant": facts.get("variant"),
                   "teacher": str(teacher) if teacher else None, "init": str(init) if init else None}
     meta = {k: facts[k] for k in ("backbone", "backbone_kwargs", "method", "binary_stage")}

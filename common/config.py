@@ -67,8 +67,10 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
 
 
 def seed_of(params: dict) -> int:
-    """The top-level `seed`: an integer (one ConfigError otherwise)."""
-    seed = params.get("seed", 0)
+    """The seed of this run: `seed` (what a pipeline stage passes, `seed=N`), else the first of the
+    profile's `seeds`, else 0. An integer (one ConfigError otherwise)."""
+    seeds = params.get("seeds")
+    seed = params.get("seed", seeds[0] if isinstance(seeds, list) and seeds else 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed: expected an integer, got {seed!r}")
     return seed

@@ -12,8 +12,13 @@ Choices where the papers are silent:
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
+
+from common.errors import ConfigError
 
 
 def is_distributed() -> bool:
@@ -113,3 +118,34 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     pieces = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(pieces, x.contiguous())
     return torch.cat(pieces, dim=0)
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    started_process_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(device: str = "auto") -> Runtime:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' requested but no GPU is visible")
+    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    started = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        started = True
+    return Runtime(dev, rank, world, local_rank, started)

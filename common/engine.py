@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -45,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from common.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
+from common.distributed import Runtime, setup_runtime
 from common.errors import ConfigError
 from common.methods.base import Method, StepOutput
 from common.optim import apply_schedule, build_optimizer, make_schedule, param_groups
@@ -152,35 +152,7 @@ class TrainConfig:
 # Processes and devices
 # --------------------------------------------------------------------------------------------
 
-@dataclass
-class Runtime:
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    started_process_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_runtime(device: str = "auto") -> Runtime:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); pick the device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise ConfigError("train.device: 'cuda' requested but no GPU is visible")
-    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(dev)
-    started = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        started = True
-    return Runtime(dev, rank, world, local_rank, started)
+# Runtime / setup_runtime live in common.distributed (the evaluation suites use them too).
 
 
 def _autocast(rt: Runtime, cfg: TrainConfig):

@@ -3,7 +3,7 @@
     python -m common.profile_check [--params params.yaml] [--out runs/profile.json]
 
 Two checks, each one line and exit code 2 on failure:
-- the values every stage reads (profile, seed, precision set, the training settings of every
+- the values every stage reads (profile, seeds, precision sets, the training settings of every
   listed method) are valid, so a bad `dvc exp run -S precision=abc` stops here, in seconds, and
   not after the stages before the one that reads it. DVC leaves an `-S` value in params.yaml when
   the run fails, so the message says so;
@@ -49,10 +49,17 @@ def validate_params(params: dict) -> None:
     """Every value a stage reads that can be checked without data: one ConfigError naming the field."""
     from common.engine import TrainConfig
     from common.quant import parse_precision_set
+    from common.runs import precision_sets, profile_seeds
 
     seed = seed_of(params)
+    profile_seeds(params)
     if "precision" in params:
         parse_precision_set(params["precision"])
+    for spec in precision_sets(params)["sets"]:
+        try:
+            parse_precision_set(spec)
+        except ConfigError as err:
+            raise ConfigError(f"cq.precision_sets.sets: {err}") from None
     for paper, methods in (("cq", section(params, "cq.methods") if "cq" in params else []),
                            ("burn", burn_methods(params) if "burn" in params else [])):
         if not isinstance(methods, list):

@@ -1,7 +1,7 @@
 """Pretrain with Contrastive Quant (or its plain SimCLR / BYOL baseline).
 
     python -m cq.pretrain --method simclr --variant cq_c --backbone cifar_resnet20 \
-        --out runs/cq/simclr-cq_c-cifar_resnet20 [--params params.yaml] [key=value ...]
+        --out runs/cq/simclr-cq_c-cifar_resnet20/s0 [--params params.yaml] [key=value ...]
 
 Reads the top-level `precision` (e.g. "6-16") and the `cq` section of the parameter file, with
 `key.sub=value` overrides (e.g. `precision=4-16 cq.train.steps=100`). Writes, under --out:
@@ -77,7 +77,7 @@ def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -
     root = data.get("root", params.get("data", {}).get("root"))
     dataset = build_dataset(data["name"], root, data.get("split", "train"), **data.get("options", {}))
     train_cfg = TrainConfig.from_dict({"seed": seed_of(params), **train_settings(params, "cq", method)}, where="cq.train")
-    run_params = {"precision": params.get("precision"), "cq": cfg, "seed": params.get("seed", 0),
+    run_params = {"precision": params.get("precision"), "cq": cfg, "seed": seed_of(params),
                   "method": method, "variant": variant, "backbone": backbone_name}
     meta = {"backbone": backbone_name,
             "backbone_kwargs": cfg.get("backbone_options", {}).get(backbone_name, {}),

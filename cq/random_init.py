@@ -1,6 +1,6 @@
 """The "No SSL Training" reference of CQ Table 8: the encoder every CQ run starts from, untrained.
 
-    python -m cq.random_init --backbone cifar_resnet20 --out runs/cq/random_init-cifar_resnet20 \
+    python -m cq.random_init --backbone cifar_resnet20 --out runs/cq/random_init-cifar_resnet20/s0 \
         [--params params.yaml] [key=value ...]
 
 Writes encoder.pt (the backbone as `cq.pretrain` builds it before its first step: same `seed`, same
@@ -33,7 +33,7 @@ def run(params: dict, backbone_name: str, out: str | Path) -> dict:
                      "variant": "random_init", "state_dict": backbone.state_dict()}, out / ENCODER)
     metrics = {"status": "ok", "step": 0, "final_loss": None,
                "method": {"name": "random_init", "backbone": backbone_name},
-               "provenance": provenance({"cq": cfg, "seed": params.get("seed", 0), "backbone": backbone_name},
+               "provenance": provenance({"cq": cfg, "seed": seed_of(params), "backbone": backbone_name},
                                         torch.device("cpu"), stage="cq.random_init",
                                         profile=params.get("profile", "unknown"))}
     write_json(metrics, out / METRICS)

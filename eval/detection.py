@@ -81,11 +81,10 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from common.backbones.reactnet import ReActNetA
 from common.checkpoint import write_json
 from common.config import apply_overrides, cli_main, read_yaml_mapping
 from common.data import build_dataset
-from common.engine import setup_runtime
+from common.distributed import setup_runtime
 from common.errors import ConfigError
 from common.provenance import provenance
 from common.syncbn import convert_sync_batchnorm
@@ -227,11 +226,8 @@ def load_encoder_network(path: str | Path) -> tuple[nn.Module, dict]:
 def split_network(net: nn.Module) -> tuple[nn.Sequential, nn.Sequential]:
     """(backbone up to "res4", box-head stage "res5"), sharing the network's modules; the
     children keep their names, so their state-dict keys are the checkpoint's."""
-    if isinstance(net, ReActNetA):
-        trunk = OrderedDict(stem=net.stem)
-        trunk.update((f"blocks.{i}", net.blocks[i]) for i in range(len(net.blocks) - 2))
-        head = OrderedDict((f"blocks.{i}", net.blocks[i])
-                           for i in range(len(net.blocks) - 2, len(net.blocks)))
+    if hasattr(net, "c4_split"):  # a backbone that names its own split (ReActNet-A)
+        trunk, head = net.c4_split()
         return _dotted_sequential(trunk), _dotted_sequential(head)
     stages = sorted((name for name, _ in net.named_children() if name.startswith("layer")),
                     key=lambda n: int(n[5:]))

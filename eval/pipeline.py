@@ -8,7 +8,10 @@ params.yaml and runs the suite's CLI (``eval.linear``,
 ``eval.knn``, ``eval.finetune``, ``eval.svm``, ``eval.transfer``, ``eval.detection``,
 ``eval.tsne``) once per (checkpoint, variant), writing each into its own folder
 
-    runs/eval/<suite>/<group>/<run>[/<variant>]/metrics.json     e.g. runs/eval/linear/cq/simclr-cq_a-cifar_resnet20
+    runs/eval/<suite>/<group>/<run>[/p<set>]/s<seed>[/<variant>]/metrics.json
+    e.g. runs/eval/linear/cq/simclr-cq_a-cifar_resnet20/s0
+
+(the layout of common/runs.py, for every seed of the profile's `seeds`)
 
 and a summary beside the suite's folder, the DVC metrics file of the stage, with each item's
 headline number (the suite module's HEADLINE, e.g. linear top-1) or its status if it has none:
@@ -22,7 +25,7 @@ A suite's section:
 
     linear:
       cli: eval.linear                      # the module whose main(argv) runs one item
-      checkpoints: [cq, burn]               # groups (below) or run folders under runs/, e.g. burn/burn-stage2
+      checkpoints: [cq, burn]               # groups (below) or run keys (common/runs.py), e.g. burn/burn-stage2
       args: {dataset: synthetic, epochs: 5} # --key value for every item (lists -> "a,b"; dicts -> YAML)
       variants: {fp-10pct: {fraction: 0.1}} # optional: extra args per variant, one sub-folder each
       positional: [iterations=20]           # optional: positional arguments (eval.detection)
@@ -32,11 +35,13 @@ A suite's section:
 A suite that reads a data set from files and names no `root` gets the params file's `data.root`
 (the folder holding cifar10/, cifar100/, voc2007/, ... as ../shared/data does).
 
-Checkpoint groups, from the pretraining lists of the same params file:
-``cq`` = every CQ run (methods x [baseline] + variants x backbones), ``cq_random_init`` = each CQ
-backbone untrained (CQ Table 8's "No SSL Training"), ``burn`` = the final (stage 2)
-BURN runs of ``burn.runs``, S2-BNN and the binary baselines, ``burn_main`` = the same without the
-ablations (burn-stage2, S2-BNN, baselines), ``burn_teacher`` = the FP teacher.
+Checkpoint groups (common.runs.GROUPS), from the pretraining lists of the same params file:
+``cq`` = every CQ run at `precision` (methods x [baseline] + variants x backbones), ``cq_sets`` =
+the CQ runs at the other sets of ``cq.precision_sets``, ``cq_random_init`` = each CQ backbone
+untrained (CQ Table 8's "No SSL Training"), ``burn`` = the final (stage 2) BURN runs of
+``burn.runs``, S2-BNN and the binary baselines, ``burn_main`` = the same without the ablations
+(burn-stage2, S2-BNN, baselines), ``burn_teacher`` = the FP teacher. Every run is evaluated on
+each of its seeds.
 
 Every item goes through :mod:`eval.guard`: a checkpoint whose pretraining diverged gets a
 metrics.json with status "not run (pretraining diverged)" instead of an evaluation.
@@ -46,7 +51,7 @@ Choices where the brief is silent:
   costs seconds of imports, which would dominate the smoke profile's budget. DVC therefore caches
   a suite as a whole; the feature cache (``--cache-dir``) keeps a re-run cheap.
 - An item whose CLI fails (exit code != 0) fails the stage: bad settings should stop the pipeline.
-- The SVM features file goes to ``runs/features/svm/<group>/<run>.pt`` (an intermediate, not a
+- The SVM features file goes to ``runs/features/svm/<group>/<run>/s<seed>.pt`` (an intermediate, not a
   DVC output) and the low-shot sample lists beside it (``<run>.samples.json``, drawn afresh by
   every stage run: seeded, so the same lists for the same data), so the suite's folder holds only
   what the report reads (and `dvc metrics show` parses).
@@ -64,12 +69,13 @@ from typing import Sequence
 import yaml
 
 from common.checkpoint import write_json
+from common import runs
 from common.config import cli_main, read_yaml_mapping
 from common.errors import ConfigError
 from eval.guard import pretraining_diverged, write_not_run
 
-RUNS = Path("runs")
-EVAL_ROOT = RUNS / "eval"
+RUNS = runs.RUNS
+EVAL_ROOT = runs.EVAL
 SUITE_FIELDS = {"cli", "checkpoints", "args", "variants", "positional", "together", "features"}
 
 
@@ -77,51 +83,9 @@ SUITE_FIELDS = {"cli", "checkpoints", "args", "variants", "positional", "togethe
 # Which checkpoints
 # --------------------------------------------------------------------------------------------
 
-def cq_runs(params: dict) -> list[str]:
-    cq = params.get("cq") or {}
-    variants = ["baseline", *cq.get("variants", [])]
-    return [f"cq/{m}-{v}-{b}" for m in cq.get("methods", []) for v in variants for b in cq.get("backbones", [])]
-
-
-def cq_random_init(params: dict) -> list[str]:
-    """The untrained starting point of each CQ backbone ("No SSL Training", CQ Table 8)."""
-    return [f"cq/random_init-{b}" for b in (params.get("cq") or {}).get("backbones", [])]
-
-
-def baseline_runs(burn: dict) -> list[str]:
-    """S2-BNN and the other distilled baselines (burn.distill), then burn.baselines."""
-    return [f"burn/baseline-{b}" for b in [*burn.get("distill", ["s2bnn"]), *burn.get("baselines", [])]]
-
-
-def burn_runs(params: dict) -> list[str]:
-    burn = params.get("burn") or {}
-    runs = [f"burn/{r}-stage2" for r in burn.get("runs", [])]
-    return runs + baseline_runs(burn)
-
-
-def burn_teacher(params: dict) -> list[str]:
-    t = (params.get("burn") or {}).get("teacher") or {}
-    return [f"burn/teacher-{t.get('method')}-{t.get('backbone')}"]
-
-
-def burn_main(params: dict) -> list[str]:
-    """The BURN run (if `burn` is in burn.runs), S2-BNN and the baselines: the rows of BURN
-    Tables 1-4, 8 and 9 (the ablations of Tables 5-7 need only linear evaluation)."""
-    burn = params.get("burn") or {}
-    main = ["burn/burn-stage2"] if "burn" in burn.get("runs", []) else []
-    return main + baseline_runs(burn)
-
-
-GROUPS = {"cq": cq_runs, "cq_random_init": cq_random_init, "burn": burn_runs, "burn_main": burn_main, "burn_teacher": burn_teacher}
-
-
 def expand_checkpoints(entries: Sequence[str], params: dict) -> list[str]:
-    """Group names -> run folders (relative to runs/), in order, without duplicates."""
-    out: list[str] = []
-    for entry in entries:
-        runs = GROUPS[entry](params) if entry in GROUPS else [str(entry)]
-        out += [r for r in runs if r not in out]
-    return out
+    """Group names (common.runs.GROUPS) and run keys -> run keys, in order, without repeats."""
+    return runs.expand(entries, params)
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,24 +134,28 @@ def with_data_root(args: dict, params: dict) -> dict:
 
 
 def plan(params: dict, suite: str, section: str = "suites") -> list[dict]:
-    """The calls of one suite: [{'cli', 'argv', 'out', 'encoders', 'features'?}]."""
+    """The calls of one suite: [{'cli', 'argv', 'out', 'encoders', 'features'?}], one per
+    (run, seed, variant) of the profile's `seeds`; a suite drawing one picture of several runs
+    (`together`) takes each run's first seed."""
     cfg = suite_config(params, suite, section)
-    runs = expand_checkpoints(cfg["checkpoints"], params)
-    encoders = [str(RUNS / r / "encoder.pt") for r in runs]
+    keys = expand_checkpoints(cfg["checkpoints"], params)
+    seeds = runs.profile_seeds(params)
     base = dict(cfg.get("args") or {})
     positional = [str(p) for p in cfg.get("positional") or []]
     variants = cfg.get("variants") or {None: {}}
-    calls = []
     if cfg.get("together"):
         out = EVAL_ROOT / suite
+        encoders = [str(runs.runs_of(k, seeds[:1])[0].encoder) for k in keys]
         argv = [a for e in encoders for a in ("--encoder", e)] + to_argv({**with_data_root(base, params), "out": str(out)})
         return [{"cli": cfg["cli"], "argv": argv + positional, "out": out, "encoders": encoders}]
-    for run, encoder in zip(runs, encoders):
+    calls = []
+    for run in (r for k in keys for r in runs.runs_of(k, seeds)):
+        encoder = str(run.encoder)
         for variant, extra in variants.items():
-            out = EVAL_ROOT / suite / run / variant if variant else EVAL_ROOT / suite / run
+            out = run.eval_folder(suite, variant)
             call = {"cli": cfg["cli"], "out": out, "encoders": [encoder]}
             if cfg.get("features") is not None:  # eval.svm reads a features file, written first
-                feats = RUNS / "features" / "svm" / f"{run}.pt"
+                feats = RUNS / "features" / "svm" / run.relative.with_suffix(".pt")
                 features = with_data_root(dict(cfg["features"]), params)
                 call["features"] = ["--encoder", encoder, *to_argv({**features, "out": str(feats)})]
                 call["samples_file"] = str(feats.with_suffix(".samples.json"))

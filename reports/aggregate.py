@@ -2,9 +2,10 @@
 
     python -m reports.aggregate --out reports/measured.json [--params params.yaml] [--runs runs]
 
-Reads ONLY metrics JSON files (``runs/eval/<suite>/<run>[/<variant>]/metrics.json``, written by
-`eval.pipeline`) and the ``report`` section of params.yaml, which says which run feeds which cell
-of which paper table, so each profile (smoke, mini, paper) has its own mapping:
+Reads ONLY metrics JSON files (``runs/eval/<suite>/<run>/s<seed>[/<variant>]/metrics.json``,
+written by `eval.pipeline`; the layout is common/runs.py's) and the ``report`` section of
+params.yaml, which says which run (a run key of common/runs.py, over all its seeds) feeds which
+cell of which paper table, so each profile (smoke, mini, paper) has its own mapping:
 
     report:
       context: {dataset: "...", notes: "..."}          # every table (the profile is added)
@@ -24,9 +25,15 @@ the metrics file (dots go into nested objects: ``lowshot.4.cv.mean``) and a scal
 %). The long form is a mapping: ``{suite, variant, key, scale, std, n}``, where ``std`` is a key of
 the standard deviation (scaled alike) and ``n`` a key or a number (samples or trials).
 
+Seeds: a run evaluated on several seeds gives the mean, the std, n and the half-width of the
+95 % t interval (rendered "mean ± half-width (n=k)"); one seed gives its number as it is.
 Cell status: no metrics file -> "not run"; the evaluation's status "not run (pretraining
-diverged)" (eval/guard.py) or "diverged" -> "diverged"; any other status than "ok" -> "not run".
-A cell not in the mapping is "not run" (the renderer's default).
+diverged)" (eval/guard.py) or "diverged" on any seed -> "diverged"; any other status than "ok" ->
+"not run". A cell not in the mapping is "not run" (the renderer's default).
+
+A run key with @<set> (cq/simclr-cq_c-cifar_resnet20@8-16) reads the run trained at that precision
+set (``cq.precision_sets``); with @* and a ``{precision}`` row, every set the run was trained at gets
+its own row, so CQ Tables 1, 8 and 9 hold several sets side by side from one mapping line.
 
 Choices where the brief is silent:
 - A key missing from an existing metrics file is an error (a typo in the mapping), not "not run".
@@ -44,6 +51,8 @@ from typing import Any, Mapping, Sequence
 
 from common.checkpoint import write_json
 from common.config import cli_main, read_yaml_mapping
+from common.runs import METRICS, parse_key, resolve, run_precision, seed_folders
+from reports.stats import mean_interval
 from common.errors import ConfigError
 from reports.tables import DIVERGED, NOT_RUN, load_paper_tables, parse_measured
 
@@ -75,12 +84,8 @@ def lookup(obj: Any, key: str, path: Path) -> Any:
     return obj
 
 
-def read_cell(runs: Path, run: str, source: dict) -> Any:
-    """One measured cell: a number, {"value", "std", "n"}, or a status string."""
-    folder = runs / "eval" / source["suite"] / run
-    if source.get("variant"):
-        folder = folder / source["variant"]
-    path = folder / "metrics.json"
+def read_one(path: Path, source: dict) -> Any:
+    """One seed's number ({"value", "std", "n"} with a spread of trials), or its status."""
     if not path.is_file():
         return NOT_RUN
     try:
@@ -106,21 +111,47 @@ def read_cell(runs: Path, run: str, source: dict) -> Any:
         n = lookup(metrics, n, path)
     if n is not None:
         cell["n"] = int(n)
-    return cell if len(cell) > 1 else cell["value"]
+    return cell
+
+
+def read_cell(runs: Path, run: str, source: dict) -> Any:
+    """One measured cell of a run key over its seeds: one seed gives its number as it is; several
+    give {"value": mean, "std", "n": seeds, "half": 95 % t half-width}. A seed that diverged makes
+    the cell "diverged" (no mean hides it); no seed evaluated: "not run"."""
+    folders = resolve(run, root=runs, under=runs / "eval" / source["suite"])
+    per_seed = [read_one(folder / (source.get("variant") or "") / METRICS, source) for folder in folders.values()]
+    if DIVERGED in per_seed:
+        return DIVERGED
+    numbers = [c for c in per_seed if isinstance(c, dict)]
+    if not numbers:
+        return NOT_RUN
+    if len(numbers) == 1:
+        cell = numbers[0]
+        return cell if len(cell) > 1 else cell["value"]
+    mean, sd, half = mean_interval([c["value"] for c in numbers])
+    return {"value": mean, "std": sd, "n": len(numbers), "half": half}
 
 
 def precision_label(runs: Path, run: str) -> str | None:
-    """The precision set a CQ pretraining run drew from ("6-16"), read from its own metrics file;
-    None when the run is missing or recorded none."""
-    path = runs / run / "metrics.json"
-    if not path.is_file():
-        return None
-    bits = (json.loads(path.read_text()).get("method") or {}).get("precision_set") or []
-    if not bits:
-        return None
-    bits = sorted(int(b) for b in bits)
-    contiguous = bits == list(range(bits[0], bits[-1] + 1))
-    return f"{bits[0]}-{bits[-1]}" if contiguous else ",".join(map(str, bits))
+    """The precision set a CQ pretraining run drew from ("6-16"), read from its first seed's
+    metrics file; None when the run is missing or recorded none."""
+    folders = resolve(run, root=runs)
+    return run_precision(next(iter(folders.values()))) if folders else parse_key(run)[2]
+
+
+def every_set(entry: str, runs: Path) -> list[str]:
+    """A run key, or `<key>@*`: the run at the profile's precision and at every other set it was
+    trained at (p<set>/ folders), so one mapping row fills CQ Table 9's rows side by side. A set
+    trained in both places is read once (from p<set>/, see common.runs.resolve)."""
+    if not entry.endswith("@*"):
+        return [entry]
+    key = entry[:-2]
+    group, name, _ = parse_key(key)
+    found = {precision_label(runs, key): key} if resolve(key, root=runs) else {}
+    for folder in sorted((runs / group / name).glob("p*")):
+        if folder.is_dir() and seed_folders(folder):
+            found[folder.name[1:]] = f"{key}@{folder.name[1:]}"
+    return list(found.values())
 
 
 def row_key(row: str, run: str, runs: Path) -> str | None:
@@ -140,16 +171,17 @@ def table_cells(table_id: str, spec: Mapping, runs: Path,
         raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
     cells: dict[str, dict[str, Any]] = {}
     rows, columns = spec.get("rows") or {}, spec.get("columns") or {}
-    for row, run in rows.items():
-        templated, row = "{precision}" in str(row), row_key(str(row), str(run), runs)
-        if row is None:  # "{precision}" of a run not there yet: its cells stay "not run"
-            continue
-        if templated and known_rows is not None and row not in known_rows:
-            print(f"report.tables.{table_id}: {run} used precision set of row {row!r}, which the "
-                  f"paper's table has not; left out")
-            continue
-        for column, source in columns.items():
-            cells.setdefault(row, {})[column] = read_cell(runs, str(run), parse_source(source, where))
+    for template, entry in rows.items():
+        for run in every_set(str(entry), runs):
+            templated, row = "{precision}" in str(template), row_key(str(template), run, runs)
+            if row is None:  # "{precision}" of a run not there yet: its cells stay "not run"
+                continue
+            if templated and known_rows is not None and row not in known_rows:
+                print(f"report.tables.{table_id}: {run} used precision set of row {row!r}, which the "
+                      f"paper's table has not; left out")
+                continue
+            for column, source in columns.items():
+                cells.setdefault(row, {})[column] = read_cell(runs, run, parse_source(source, where))
     for entry in spec.get("cells") or []:
         if not isinstance(entry, (list, tuple)) or len(entry) != 4:
             raise ConfigError(f"{where}.cells: expected [row, column, run, source] entries")

@@ -36,10 +36,10 @@ from typing import Any, Mapping, Sequence
 
 from common.config import cli_main, read_yaml_mapping
 from common.errors import ConfigError
+from reports.stats import CONFIDENCE, mean_interval, t_quantile
 from reports.tables import PaperTable, load_paper_tables
 
 CLAIMS = Path(__file__).with_name("claims.yaml")
-CONFIDENCE = 0.95
 POWER = 0.80
 SANITY_POINTS = 10.0  # an arm must beat its untrained network by this much (kNN and linear top-1)
 CLAIM_FIELDS = {"id", "paper", "where", "claim", "a", "b", "eval", "direction", "paper_effect"}
@@ -123,12 +123,6 @@ def load_claims(path: str | Path = CLAIMS) -> list[Claim]:
 # Statistics
 # --------------------------------------------------------------------------------------------
 
-def t_quantile(q: float, df: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(q, df))
-
-
 @dataclass
 class Effect:
     """The seed-paired difference a - b (percent points) over the seeds both arms have numbers for."""
@@ -158,13 +152,10 @@ def paired_effect(a: Mapping[Any, Any], b: Mapping[Any, Any], scale: float = 1.0
     n = len(diffs)
     if n == 0:
         return Effect(0, None, None, None, None, None, dropped)
-    mean = sum(diffs) / n
-    if n == 1:
+    mean, sd, half = mean_interval(diffs, CONFIDENCE)
+    if sd is None:
         return Effect(1, mean, None, None, None, None, dropped)
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    se = sd / math.sqrt(n)
-    half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * se
-    mde = (t_quantile(0.5 + CONFIDENCE / 2, n - 1) + t_quantile(POWER, n - 1)) * se
+    mde = (t_quantile(0.5 + CONFIDENCE / 2, n - 1) + t_quantile(POWER, n - 1)) * sd / math.sqrt(n)
     return Effect(n, mean, sd, mean - half, mean + half, mde, dropped)
 
 

@@ -4,10 +4,10 @@
 
 - ``cq_fig2_tsne_<model>.png``: CQ Fig. 2, copied from `eval.tsne`'s output (runs/eval/tsne);
 - ``burn_fig3_5_grad_norms.png``: BURN Figs. 3 / 5, gradient norm per step of every BURN run's
-  module groups, read from the runs' dvclive files (``train/grad_norm/<group>.tsv``);
+  module groups, read from the runs' dvclive files (``train/grad_norm/<group>.tsv``, first seed);
 - ``burn_fig4_ema_toy.png``: BURN Fig. 4, copied from `burn.ema_toy` (runs/burn/ema_toy);
-- ``burn_fig8_lambda.png``: BURN Fig. 8, the lambda(t) schedules of `burn.loss` (Eq. 3 cosine,
-  constant, step);
+- ``burn_fig8_lambda.png``: BURN Fig. 8, lambda(t) as the BURN runs logged it (``train/lambda.tsv``
+  of burn, lambda_constant and lambda_step, stage 1): the report reads run outputs only;
 - ``burn_svm_lowshot.png``: low-shot VOC07 SVM mAP (cross-validated cost) against k, one line per
   BURN-paper checkpoint, error bars = std over the samples.
 
@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from common.config import cli_main  # noqa: E402
+from common.runs import baseline_name, burn_configurations, burn_stage_name, seed_folders  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -57,22 +58,32 @@ def tsne_figures(runs: Path, out: Path) -> list[Path]:
             for png in sorted((runs / "eval" / "tsne").glob("*.png"))]
 
 
+def first_seed(run: Path) -> Path | None:
+    """The first seed's folder of a run folder (runs/<group>/<name>/s<seed>), None if it has none."""
+    folders = seed_folders(run)
+    return next(iter(folders.values())) if folders else None
+
+
+def curves(folder: Path) -> Path:
+    return folder / "dvclive" / "plots" / "metrics" / "train"
+
+
 def grad_norm_figure(runs: Path, out: Path) -> list[Path]:
-    """One panel per BURN run (stage 1 and 2, S2-BNN): gradient norm per module group."""
-    folders = [p for p in sorted((runs / "burn").glob("*")) if (p / "dvclive").is_dir()
-               and ("stage" in p.name or p.name == "baseline-s2bnn")]
-    panels = [(p, sorted((p / "dvclive" / "plots" / "metrics" / "train" / "grad_norm").glob("*.tsv")))
-              for p in folders]
-    panels = [(p, files) for p, files in panels if files]
+    """One panel per BURN run (stage 1 and 2, S2-BNN; first seed): gradient norm per module group."""
+    wanted = {burn_stage_name(c, stage) for c in burn_configurations(runs) for stage in (1, 2)} | {baseline_name("s2bnn")}
+    names = [p.name for p in sorted((runs / "burn").glob("*")) if p.name in wanted]
+    folders = [(name, first_seed(runs / "burn" / name)) for name in names]
+    panels = [(name, sorted((curves(f) / "grad_norm").glob("*.tsv"))) for name, f in folders if f is not None]
+    panels = [(name, files) for name, files in panels if files]
     if not panels:
         return []
     cols = min(4, len(panels))
     rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, (folder, files) in zip(axes.flat, panels):
+    for ax, (name, files) in zip(axes.flat, panels):
         for f in files:
             ax.plot(*read_tsv(f), label=f.stem)
-        ax.set_title(folder.name, fontsize=9)
+        ax.set_title(name, fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("gradient norm")
         ax.legend(fontsize=6)
@@ -87,14 +98,23 @@ def ema_figure(runs: Path, out: Path) -> list[Path]:
     return [Path(shutil.copyfile(png, out / "burn_fig4_ema_toy.png"))] if png.is_file() else []
 
 
-def lambda_figure(out: Path, steps: int = 200) -> list[Path]:
-    from burn.loss import lambda_constant, lambda_cosine, lambda_step
+LAMBDA_RUNS = {"burn": "Eq. 3 (cosine)", "lambda_constant": "constant", "lambda_step": "step H(-t + T/2)"}
 
-    ts = list(range(steps + 1))
+
+
+def lambda_figure(runs: Path, out: Path) -> list[Path]:
+    """lambda(t) as the BURN runs logged it (stage 1, first seed): Eq. 3 against its ablations."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(ts, [lambda_cosine(t, steps) for t in ts], label="Eq. 3 (cosine, 0.9 -> 0.7)")
-    ax.plot(ts, [lambda_constant(t, steps) for t in ts], label="constant 0.7")
-    ax.plot(ts, [lambda_step(t, steps) for t in ts], label="step H(-t + T/2)")
+    drawn = 0
+    for configuration, label in LAMBDA_RUNS.items():
+        folder = first_seed(runs / "burn" / burn_stage_name(configuration, 1))
+        tsv = curves(folder) / "lambda.tsv" if folder is not None else None
+        if tsv is not None and tsv.is_file():
+            ax.plot(*read_tsv(tsv), label=label)
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return []
     ax.set_xlabel("t (steps)")
     ax.set_ylabel("lambda(t)")
     ax.set_title("Balancing function lambda(t) (BURN Fig. 8)")
@@ -103,7 +123,9 @@ def lambda_figure(out: Path, steps: int = 200) -> list[Path]:
 
 
 def lowshot_figure(runs: Path, out: Path) -> list[Path]:
-    files = sorted((runs / "eval" / "svm").glob("*/*/metrics.json"))
+    files = [f / "metrics.json" for group in sorted((runs / "eval" / "svm").glob("*")) if group.is_dir()
+             for f in [first_seed(run) for run in sorted(group.glob("*"))] if f is not None]
+    files = [f for f in files if f.is_file()]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     drawn = 0
     for f in files:
@@ -113,7 +135,7 @@ def lowshot_figure(runs: Path, out: Path) -> list[Path]:
             continue
         ks = sorted(low, key=int)
         ax.errorbar([int(k) for k in ks], [100 * low[k]["cv"]["mean"] for k in ks],
-                    yerr=[100 * low[k]["cv"]["std"] for k in ks], marker="o", capsize=2, label=f.parent.name)
+                    yerr=[100 * low[k]["cv"]["std"] for k in ks], marker="o", capsize=2, label=f.parent.parent.name)
         drawn += 1
     if not drawn:
         plt.close(fig)
@@ -131,7 +153,7 @@ def make_figures(runs: str | Path, out: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
     for name, fn in (("t-SNE", lambda: tsne_figures(runs, out)), ("gradient norms", lambda: grad_norm_figure(runs, out)),
-                     ("EMA toy", lambda: ema_figure(runs, out)), ("lambda(t)", lambda: lambda_figure(out)),
+                     ("EMA toy", lambda: ema_figure(runs, out)), ("lambda(t)", lambda: lambda_figure(runs, out)),
                      ("low-shot SVM", lambda: lowshot_figure(runs, out))):
         got = fn()
         if not got:

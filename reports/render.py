@@ -19,7 +19,8 @@ Choices made where the brief is silent:
 
 * Numbers are printed with 2 decimals (paper values too, so 49.2 shows as 49.20); Δ is the
   difference of the two printed numbers (so each cell checks by hand), signed, "+0.00" never "-0.00".
-* ± std is shown whenever the input gives it; "(n=k)" whenever n > 1.
+* ± is shown whenever the input gives a spread: the 95 % t-interval half-width of a mean over
+  seeds (`half`), else the std of trials or samples; "(n=k)" whenever n > 1.
 * The caption begins with the profile. Any profile other than ``paper`` is stated to be not
   comparable to the paper's numbers; ``paper`` still names the dataset and network actually used.
 * LaTeX: one ``table`` float holding one booktabs ``tabular`` (needs ``booktabs``; ✓ uses
@@ -60,14 +61,16 @@ def fmt_number(x: float) -> str:
 
 
 def fmt_value(cell: Cell) -> str:
-    """'45.12', '45.12 ± 0.40 (n=3)', 'diverged', 'not run', or '—' (no number)."""
+    """'45.12', '45.12 ± 0.40 (n=3)' (± the interval over seeds, else the std), 'diverged',
+    'not run', or '—' (no number)."""
     if cell.status is not None:
         return cell.status
     if cell.value is None:
         return DASH
     text = fmt_number(cell.value)
-    if cell.std is not None:
-        text += f" ± {fmt_number(cell.std)}"
+    spread = cell.half if cell.half is not None else cell.std  # over seeds: the interval
+    if spread is not None:
+        text += f" ± {fmt_number(spread)}"
     if cell.n is not None and cell.n > 1:
         text += f" (n={cell.n})"
     return text
@@ -110,7 +113,8 @@ def caption_text(table: PaperTable, measured: MeasuredTable, bold_banner: bool =
                  f"(pretraining {table.pretrain_dataset}; evaluation {table.eval_dataset}; "
                  f"{', '.join(table.networks)}).")
     parts.append(f"Unit: {table.unit}. Cell: measured vs paper (Δ = measured - paper); "
-                 "mean ± std (n runs) where several.")
+                 "over n seeds: mean ± half-width of the 95 % t interval (n); "
+                 "one seed with several trials or samples: mean ± std (n).")
     return " ".join(parts)
 
 

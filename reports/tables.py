@@ -14,7 +14,7 @@ Two inputs meet here:
            "context": {"network": "cifar_resnet20 (width 0.25)"},
            "cells": {"ResNet-18 / SimCLR / -": {
                "Fine-tune Acc. (FP) / 10% labels": 41.2,
-               "Fine-tune Acc. (FP) / 1% labels": {"value": 18.0, "std": 0.5, "n": 3},
+               "Fine-tune Acc. (FP) / 1% labels": {"value": 18.0, "std": 0.5, "n": 3, "half": 1.24},
                "Fine-tune Acc. (4-bit) / 10% labels": "diverged"}}}}}
 
   Row keys are the paper's row label parts joined with " / " (the first ``key_levels`` parts, see
@@ -25,7 +25,8 @@ Choices made where the brief is silent:
 * The top-level ``context`` is required and must name the ``profile``; a table's own ``context``
   overrides it field by field. ``dataset``/``network``/``notes`` may be left out (the caption then
   says "not recorded").
-* A cell is a number, ``{"value": x, "std": s, "n": k}`` (std, n optional), a status string
+* A cell is a number, ``{"value": x, "std": s, "n": k, "half": h}`` (std, n, half optional; half:
+  the 95 % t-interval half-width of a mean over k seeds), a status string
   (``"diverged"`` or ``"not run"``) or ``{"status": ...}``. A table or cell absent from the measured
   input is "not run". A non-finite number is refused (a diverged run must say ``"diverged"``).
 * Unknown table ids, row keys, column keys or fields are refused with one line: they are typos, and
@@ -63,6 +64,7 @@ class Cell:
     std: float | None = None
     n: int | None = None
     status: str | None = None
+    half: float | None = None  # half-width of the 95 % t interval of the mean over n seeds
 
     @property
     def has_value(self) -> bool:
@@ -243,16 +245,17 @@ def parse_cell(x: Any, where: str) -> Cell:
         if set(x) != {"status"} or x["status"] not in STATUSES:
             raise ConfigError(f"{where}: a status cell is exactly one of {list(STATUSES)}")
         return Cell(status=x["status"])
-    unknown = set(x) - {"value", "std", "n"}
+    unknown = set(x) - {"value", "std", "n", "half"}
     if unknown or "value" not in x:
-        raise ConfigError(f"{where}: expected a number, {{value, std, n}} or one of {list(STATUSES)}")
-    std = _number(x.get("std"), f"{where}.std")
-    if std is not None and std < 0:
-        raise ConfigError(f"{where}.std: expected a non-negative number, got {std}")
+        raise ConfigError(f"{where}: expected a number, {{value, std, n, half}} or one of {list(STATUSES)}")
+    std, half = _number(x.get("std"), f"{where}.std"), _number(x.get("half"), f"{where}.half")
+    for name, v in (("std", std), ("half", half)):
+        if v is not None and v < 0:
+            raise ConfigError(f"{where}.{name}: expected a non-negative number, got {v}")
     n = x.get("n")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ConfigError(f"{where}.n: expected a positive integer, got {n!r}")
-    return Cell(value=_number(x["value"], f"{where}.value", allow_none=False), std=std, n=n)
+    return Cell(value=_number(x["value"], f"{where}.value", allow_none=False), std=std, n=n, half=half)
 
 
 def parse_measured(data: Any, paper_tables: list[PaperTable], source: str = "measured") -> Measured:

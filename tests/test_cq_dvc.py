@@ -7,8 +7,8 @@ import pytest
 
 from tests.engine_fixtures import clone_repo, run_timed
 
-STAGE = "cq_pretrain@simclr-cq_a-cifar_resnet20"
-OUT = Path("runs/cq/simclr-cq_a-cifar_resnet20/metrics.json")
+STAGE = "cq_pretrain@simclr-cq_a-cifar_resnet20-0"  # seed 0 of the smoke profile's seeds
+OUT = Path("runs/cq/simclr-cq_a-cifar_resnet20/s0/metrics.json")
 
 
 def run(cmd, cwd, env):

@@ -99,8 +99,11 @@ def test_smoke_dvc_repro_renders_every_table(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert check_reports(clone) > 150
     assert planned_stages(clone, env) == ["check_profile"]  # always run; nothing after it
+    table9 = markdown_rows((clone / "reports" / "tables" / "cq_table9.md").read_text())
+    sets = {row[1]: row[2] for row in table9[2:] if row[0] == "ResNet-18"}  # one dvc repro, three sets
+    assert all(MEASURED.match(sets[s]) for s in ("4-16", "6-16", "8-16")), sets
     columns = exp_show_columns(clone, env)  # one headline number per evaluated run, not every key
-    assert len(columns) < 400, len(columns)
+    assert len(columns) < 600, len(columns)  # was 8,013: ~150 headline numbers, ~300 parameters
     for variant in ("baseline", "cq_a", "cq_c"):
-        assert f"runs/eval/linear.json:cq.simclr-{variant}-cifar_resnet20.top1" in columns
+        assert f"runs/eval/linear.json:cq.simclr-{variant}-cifar_resnet20.s0.top1" in columns
     assert not [c for c in columns if "provenance" in c or "/metrics.json:" in c]

@@ -32,17 +32,31 @@ def test_groups_expand_from_the_pretraining_lists():
 
 def test_plan_builds_one_call_per_item_with_its_own_folder():
     calls = pipeline.plan(PARAMS, "linear")
-    assert [str(c["out"]) for c in calls] == ["runs/eval/linear/cq/simclr-baseline-r20",
-                                               "runs/eval/linear/cq/simclr-cq_a-r20",
-                                               "runs/eval/linear/burn/burn-stage2"]
-    assert calls[0]["argv"] == ["--encoder", "runs/cq/simclr-baseline-r20/encoder.pt", "--dataset", "synthetic",
+    assert [str(c["out"]) for c in calls] == ["runs/eval/linear/cq/simclr-baseline-r20/s0",
+                                               "runs/eval/linear/cq/simclr-cq_a-r20/s0",
+                                               "runs/eval/linear/burn/burn-stage2/s0"]
+    assert calls[0]["argv"] == ["--encoder", "runs/cq/simclr-baseline-r20/s0/encoder.pt", "--dataset", "synthetic",
                                 "--options", "{seed: 1}", "--cache-dir", "c", "--ks", "1,2",
-                                "--out", "runs/eval/linear/cq/simclr-baseline-r20"]
+                                "--out", "runs/eval/linear/cq/simclr-baseline-r20/s0"]
     ft = pipeline.plan(PARAMS, "ft")
-    assert [str(c["out"]) for c in ft] == ["runs/eval/ft/cq/simclr-cq_a-r20/4bit"]
-    assert ft[0]["argv"][2:] == ["--flag", "--bits", "4", "--out", "runs/eval/ft/cq/simclr-cq_a-r20/4bit"]
+    assert [str(c["out"]) for c in ft] == ["runs/eval/ft/cq/simclr-cq_a-r20/s0/4bit"]
+    assert ft[0]["argv"][2:] == ["--flag", "--bits", "4", "--out", "runs/eval/ft/cq/simclr-cq_a-r20/s0/4bit"]
     tsne = pipeline.plan(PARAMS, "tsne")
     assert len(tsne) == 1 and tsne[0]["argv"].count("--encoder") == 3
+
+
+def test_every_seed_and_precision_set_is_evaluated_in_its_own_folder():
+    params = {**PARAMS, "seeds": [3, 5],
+              "cq": {**PARAMS["cq"], "precision_sets": {"sets": ["4-16"], "methods": ["simclr"], "variants": ["cq_a"]}},
+              "eval": {"suites": {"knn": {"cli": "eval.knn", "checkpoints": ["cq_sets", "burn/burn-stage2"]},
+                                  "tsne": {"cli": "eval.tsne", "together": True, "checkpoints": ["cq"]}}}}
+    calls = pipeline.plan(params, "knn")
+    assert [str(c["out"]) for c in calls] == ["runs/eval/knn/cq/simclr-cq_a-r20/p4-16/s3",
+                                               "runs/eval/knn/cq/simclr-cq_a-r20/p4-16/s5",
+                                               "runs/eval/knn/burn/burn-stage2/s3", "runs/eval/knn/burn/burn-stage2/s5"]
+    assert calls[1]["encoders"] == ["runs/cq/simclr-cq_a-r20/p4-16/s5/encoder.pt"]
+    tsne = pipeline.plan(params, "tsne")[0]  # one picture: the first seed of each run
+    assert tsne["encoders"] == ["runs/cq/simclr-baseline-r20/s3/encoder.pt", "runs/cq/simclr-cq_a-r20/s3/encoder.pt"]
 
 
 def test_suites_reading_files_get_the_data_root_unless_they_name_one():
@@ -57,6 +71,7 @@ def test_suites_reading_files_get_the_data_root_unless_they_name_one():
     assert "--root" not in pipeline.plan(params, "gen")[0]["argv"]
     assert pipeline.plan(params, "tr")[0]["argv"][2:6] == ["--dataset", "cifar100", "--root", "/data"]
     assert pipeline.plan(params, "svm")[0]["features"][2:6] == ["--dataset", "voc07_cls", "--root", "/data"]
+    assert pipeline.plan(params, "svm")[0]["features"][-1] == "runs/features/svm/cq/x/s0.pt"
 
 
 def test_unknown_suite_or_field_is_one_clear_error():
@@ -70,7 +85,7 @@ def test_unknown_suite_or_field_is_one_clear_error():
 def test_diverged_pretraining_writes_not_run_instead_of_evaluating(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for run, status in (("simclr-baseline-r20", "ok"), ("simclr-cq_a-r20", "diverged")):
-        folder = tmp_path / "runs" / "cq" / run
+        folder = tmp_path / "runs" / "cq" / run / "s0"
         folder.mkdir(parents=True)
         (folder / "metrics.json").write_text(json.dumps({"status": status, "step": 3}))
         (folder / "encoder.pt").write_bytes(b"")
@@ -78,28 +93,28 @@ def test_diverged_pretraining_writes_not_run_instead_of_evaluating(tmp_path, mon
     monkeypatch.setattr(pipeline, "call_cli", lambda module, argv: called.append(argv[1]))
     params = {**PARAMS, "eval": {"suites": {"linear": {**PARAMS["eval"]["suites"]["linear"], "checkpoints": ["cq"]}}}}
     pipeline.run_suite(params, "linear")
-    assert called == ["runs/cq/simclr-baseline-r20/encoder.pt"]
-    assert pretraining_diverged("runs/cq/simclr-cq_a-r20/encoder.pt")
-    assert not pretraining_diverged("runs/cq/simclr-baseline-r20/encoder.pt")
-    written = json.loads((tmp_path / "runs/eval/linear/cq/simclr-cq_a-r20/metrics.json").read_text())
+    assert called == ["runs/cq/simclr-baseline-r20/s0/encoder.pt"]
+    assert pretraining_diverged("runs/cq/simclr-cq_a-r20/s0/encoder.pt")
+    assert not pretraining_diverged("runs/cq/simclr-baseline-r20/s0/encoder.pt")
+    written = json.loads((tmp_path / "runs/eval/linear/cq/simclr-cq_a-r20/s0/metrics.json").read_text())
     assert written["status"] == NOT_RUN_DIVERGED == "not run (pretraining diverged)"
     assert written["pretraining"]["step"] == 3
-    assert not (tmp_path / "runs/eval/linear/cq/simclr-baseline-r20").exists()
+    assert not (tmp_path / "runs/eval/linear/cq/simclr-baseline-r20/s0").exists()
 
 
 def test_summary_holds_one_headline_number_per_item_or_its_status(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    items = {"runs/eval/ft/cq/simclr-cq_a-r20/4bit": {"status": "ok", "best": {"top1": 0.25, "top5": 0.5},
-                                                      "provenance": {"host": "x"}},
-             "runs/eval/ft/cq/simclr-cq_b-r20/4bit": {"status": "not run (pretraining diverged)"}}
+    items = {"runs/eval/ft/cq/simclr-cq_a-r20/s0/4bit": {"status": "ok", "best": {"top1": 0.25, "top5": 0.5},
+                                                         "provenance": {"host": "x"}},
+             "runs/eval/ft/cq/simclr-cq_b-r20/s0/4bit": {"status": "not run (pretraining diverged)"}}
     for folder, metrics in items.items():
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "metrics.json").write_text(json.dumps(metrics))
     calls = [{"cli": "eval.finetune", "out": folder} for folder in items]
-    calls.append({"cli": "eval.finetune", "out": "runs/eval/ft/cq/never-run/4bit"})  # no file: left out
+    calls.append({"cli": "eval.finetune", "out": "runs/eval/ft/cq/never-run/s0/4bit"})  # no file: left out
     assert pipeline.summarize(calls, "ft") == {"cq": {
-        "simclr-cq_a-r20": {"4bit": {"top1": 0.25}},
-        "simclr-cq_b-r20": {"4bit": {"top1": "not run (pretraining diverged)"}}}}
+        "simclr-cq_a-r20": {"s0": {"4bit": {"top1": 0.25}}},
+        "simclr-cq_b-r20": {"s0": {"4bit": {"top1": "not run (pretraining diverged)"}}}}}
     assert str(pipeline.summary_path("ft")) == "runs/eval/ft.json"  # beside the folder, not in it
 
 

@@ -111,11 +111,15 @@ def test_dvc_resolves_the_pipeline_with_every_profile(tmp_path):
                              env=env)
         assert out.returncode == 0, f"{path.stem}: {out.stderr}"
         stages[path.stem] = set(out.stdout.split())
-    assert {"burn_stage2@fs_l1", "burn_distill@s2bnn", "eval@transfer"} <= stages["mini"]
-    assert {"eval@linear_burn", "cq_pretrain@simclr-cq_c-resnet34", "eval@detection"} <= stages["paper"]
+    # every pretraining stage once per seed (mini: seeds [0, 1]), the other precision sets beside
+    assert {"burn_stage2@fs_l1-0", "burn_stage2@fs_l1-1", "burn_distill@s2bnn-1", "burn_teacher@1",
+            "cq_precision_sets@simclr-cq_c-cifar_resnet20-8-16-1", "eval@transfer"} <= stages["mini"]
+    assert {"eval@linear_burn", "cq_pretrain@simclr-cq_c-resnet34-0", "eval@detection",
+            "cq_precision_sets@simclr-cq_a-resnet18-8-16-0"} <= stages["paper"]
     small = stages["paper_small_data"]
-    assert "cq_pretrain@byol-cq_quant-cifar_resnet152" in small and "burn_baseline@infomin" in small
+    assert "cq_pretrain@byol-cq_quant-cifar_resnet152-0" in small and "burn_baseline@infomin-0" in small
     assert not any(s.startswith("burn_distill@") for s in small)  # burn.distill: [] turns S2-BNN off
+    assert not any(s.endswith("-1") for s in stages["smoke"])  # smoke: one seed
 
 
 def test_the_parse_check_can_fail(monkeypatch):

@@ -137,6 +137,16 @@ class ReActNetA(nn.Module):
         """The last block's (B, C, H, W) feature map, before pooling."""
         return self.blocks(self.stem(x))
 
+    def c4_split(self) -> tuple["OrderedDict[str, nn.Module]", "OrderedDict[str, nn.Module]"]:
+        """The detection split (Faster R-CNN C4, eval/detection.py): everything up to the last
+        two blocks (the stride-32 stage), and those two blocks as the box head's "res5". Named by
+        their state-dict prefixes, so a split network loads this network's weights."""
+        cut = len(self.blocks) - 2
+        trunk = OrderedDict(stem=self.stem)
+        trunk.update((f"blocks.{i}", self.blocks[i]) for i in range(cut))
+        head = OrderedDict((f"blocks.{i}", self.blocks[i]) for i in range(cut, len(self.blocks)))
+        return trunk, head
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.pool(self.forward_features(x)).flatten(1)
         return features if self.head is None else self.head(features)

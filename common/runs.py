@@ -1,0 +1,271 @@
+"""The run contract: what a run is, where its files live, and which runs a profile defines.
+
+A run is one pretraining (or an untrained network a table compares with). Its identity:
+
+    group       cq | burn
+    name        cq:   <method>-<variant>-<backbone>           simclr-cq_c-cifar_resnet20
+                      random_init-<backbone>                   (CQ Table 8's "No SSL Training")
+                burn: <configuration>-stage1 / -stage2         burn-stage2, fs_l1-stage2
+                      baseline-<method>                        baseline-s2bnn, baseline-byol
+                      teacher-<method>-<backbone>              the FP teacher
+    precision   only for CQ runs at a precision set other than the profile's `precision`
+                (`cq.precision_sets`, CQ Tables 1, 8, 9 side by side)
+    seed        one of the profile's `seeds`
+
+and its folder, under which the run's stage writes encoder.pt, metrics.json, checkpoint.pt and
+dvclive/:
+
+    runs/<group>/<name>[/p<set>]/s<seed>/
+
+The runs at the profile's own `precision` have no p<set> level, so `dvc exp run -S precision=4-16`
+re-runs exactly them; a set listed in `cq.precision_sets` is a separate run under p<set>/ (DVC
+forbids two stages writing one file, so a set equal to `precision` is trained in both places, with
+the same seed and therefore the same result). Evaluations mirror the layout:
+
+    runs/eval/<suite>/<group>/<name>[/p<set>]/s<seed>[/<variant>]/metrics.json
+
+A run *key* names a run over all its seeds, as the report mapping and the claims file do:
+"cq/simclr-cq_c-cifar_resnet20", "cq/simclr-cq_c-cifar_resnet20@8-16", "burn/burn-stage2".
+dvc.yaml spells the same folder patterns (it cannot import Python); tests/test_runs.py checks that
+the two agree.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from common.errors import ConfigError
+
+RUNS = Path("runs")
+EVAL = RUNS / "eval"
+ENCODER, METRICS, CHECKPOINT = "encoder.pt", "metrics.json", "checkpoint.pt"
+
+
+# --------------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------------
+
+def cq_name(method: str, variant: str, backbone: str) -> str:
+    return f"{method}-{variant}-{backbone}"
+
+
+def random_init_name(backbone: str) -> str:
+    return f"random_init-{backbone}"
+
+
+def burn_stage_name(configuration: str, stage: int) -> str:
+    return f"{configuration}-stage{stage}"
+
+
+def burn_configurations(root: Path = RUNS) -> list[str]:
+    """The BURN configurations that have a stage-1 or stage-2 folder under `root`/burn."""
+    return sorted({p.name.rsplit("-stage", 1)[0] for p in (root / "burn").glob("*-stage[12]") if p.is_dir()})
+
+
+def baseline_name(method: str) -> str:
+    return f"baseline-{method}"
+
+
+def teacher_name(method: str, backbone: str) -> str:
+    return f"teacher-{method}-{backbone}"
+
+
+# --------------------------------------------------------------------------------------------
+# Runs and their folders
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    group: str
+    name: str
+    seed: int = 0
+    precision: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The run over all its seeds: cq/simclr-cq_c-cifar_resnet20[@8-16]."""
+        return f"{self.group}/{self.name}" + (f"@{self.precision}" if self.precision else "")
+
+    @property
+    def relative(self) -> Path:
+        """<group>/<name>[/p<set>]/s<seed>: the same below runs/ and below runs/eval/<suite>/."""
+        path = Path(self.group) / self.name
+        if self.precision:
+            path /= f"p{self.precision}"
+        return path / f"s{self.seed}"
+
+    @property
+    def folder(self) -> Path:
+        return RUNS / self.relative
+
+    @property
+    def encoder(self) -> Path:
+        return self.folder / ENCODER
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / METRICS
+
+    def eval_folder(self, suite: str, variant: str | None = None) -> Path:
+        folder = EVAL / suite / self.relative
+        return folder / variant if variant else folder
+
+
+def parse_key(key: str) -> tuple[str, str, str | None]:
+    """'cq/simclr-cq_c-cifar_resnet20@8-16' -> ('cq', 'simclr-cq_c-cifar_resnet20', '8-16')."""
+    text, _, precision = str(key).partition("@")
+    group, sep, name = text.partition("/")
+    if not sep or not name or "/" in name or group not in ("cq", "burn"):
+        raise ConfigError(f"run {key!r}: expected <cq|burn>/<name>[@<precision set>], e.g. cq/simclr-cq_c-cifar_resnet20")
+    return group, name, precision or None
+
+
+def runs_of(key: str, seeds: Iterable[int]) -> list[Run]:
+    group, name, precision = parse_key(key)
+    return [Run(group, name, seed, precision) for seed in seeds]
+
+
+def profile_seeds(params: dict) -> list[int]:
+    """The profile's `seeds` (a non-empty list of distinct integers); [0] when it names none."""
+    seeds = params.get("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
+        raise ConfigError(f"seeds: expected a list of distinct integers, e.g. [0, 1, 2], got {seeds!r}")
+    return seeds
+
+
+def precision_sets(params: dict) -> dict:
+    """`cq.precision_sets`: {sets, methods, variants}: the CQ runs trained at other precision sets."""
+    spec = (params.get("cq") or {}).get("precision_sets") or {}
+    if not isinstance(spec, dict) or set(spec) - {"sets", "methods", "variants"}:
+        raise ConfigError(f"cq.precision_sets: expected {{sets: [...], methods: [...], variants: [...]}}, got {spec!r}")
+    return {k: list(spec.get(k) or []) for k in ("sets", "methods", "variants")}
+
+
+# --------------------------------------------------------------------------------------------
+# The runs a profile defines (by key, over all seeds)
+# --------------------------------------------------------------------------------------------
+
+def cq_keys(params: dict) -> list[str]:
+    """Every CQ run at the profile's precision: methods x ([baseline] + variants) x backbones."""
+    cq = params.get("cq") or {}
+    return [f"cq/{cq_name(m, v, b)}" for m in cq.get("methods", []) for v in ["baseline", *cq.get("variants", [])]
+            for b in cq.get("backbones", [])]
+
+
+def cq_set_keys(params: dict) -> list[str]:
+    """The CQ runs at the other precision sets (`cq.precision_sets`)."""
+    spec = precision_sets(params)
+    return [f"cq/{cq_name(m, v, b)}@{s}" for m in spec["methods"] for v in spec["variants"]
+            for b in (params.get("cq") or {}).get("backbones", []) for s in spec["sets"]]
+
+
+def cq_random_init_keys(params: dict) -> list[str]:
+    return [f"cq/{random_init_name(b)}" for b in (params.get("cq") or {}).get("backbones", [])]
+
+
+def baseline_keys(burn: dict) -> list[str]:
+    return [f"burn/{baseline_name(m)}" for m in [*burn.get("distill", ["s2bnn"]), *burn.get("baselines", [])]]
+
+
+def burn_keys(params: dict) -> list[str]:
+    """The final (stage 2) BURN configurations, then S2-BNN and the other binary baselines."""
+    burn = params.get("burn") or {}
+    return [f"burn/{burn_stage_name(r, 2)}" for r in burn.get("runs", [])] + baseline_keys(burn)
+
+
+def burn_main_keys(params: dict) -> list[str]:
+    """BURN itself (no ablations), S2-BNN and the baselines: what BURN Tables 1-4 compare."""
+    burn = params.get("burn") or {}
+    main = [f"burn/{burn_stage_name('burn', 2)}"] if "burn" in burn.get("runs", []) else []
+    return main + baseline_keys(burn)
+
+
+def burn_teacher_keys(params: dict) -> list[str]:
+    teacher = (params.get("burn") or {}).get("teacher") or {}
+    return [f"burn/{teacher_name(teacher.get('method'), teacher.get('backbone'))}"]
+
+
+def pretraining_keys(params: dict) -> list[str]:
+    """Every run the profile's pipeline trains (or builds untrained): what dvc.yaml's stages write."""
+    burn = params.get("burn") or {}
+    stage1 = [f"burn/{burn_stage_name(r, 1)}" for r in burn.get("runs", [])]
+    return [*cq_keys(params), *cq_set_keys(params), *cq_random_init_keys(params), *burn_teacher_keys(params),
+            *stage1, *burn_keys(params)]
+
+
+GROUPS = {"cq": cq_keys, "cq_sets": cq_set_keys, "cq_random_init": cq_random_init_keys, "burn": burn_keys,
+          "burn_main": burn_main_keys, "burn_teacher": burn_teacher_keys}
+
+
+def expand(entries: Iterable[str], params: dict) -> list[str]:
+    """Group names (GROUPS) and run keys -> run keys, in order, without repeats."""
+    keys: list[str] = []
+    for entry in entries:
+        found = GROUPS[entry](params) if entry in GROUPS else [entry]
+        for key in found:
+            parse_key(key)
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
+# --------------------------------------------------------------------------------------------
+# Reading what runs wrote
+# --------------------------------------------------------------------------------------------
+
+def read_metrics(path: str | Path) -> dict | None:
+    """A metrics.json as a dict; None when it is missing or unreadable (the reader decides)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def seed_folders(base: Path) -> dict[int, Path]:
+    """{seed: folder} of the s<seed> folders directly under `base`."""
+    found = {}
+    for child in sorted(base.glob("s*")) if base.is_dir() else []:
+        if child.is_dir() and child.name[1:].isdigit():
+            found[int(child.name[1:])] = child
+    return dict(sorted(found.items()))
+
+
+def run_precision(folder: Path) -> str | None:
+    """The precision set a CQ run trained with, from its metrics.json (None: not recorded)."""
+    metrics = read_metrics(folder / METRICS) or {}
+    widths = (metrics.get("method") or {}).get("precision_set")
+    return _set_label(widths) if widths else None
+
+
+def _set_label(widths: list[int]) -> str:
+    widths = sorted(widths)
+    contiguous = widths == list(range(widths[0], widths[-1] + 1))
+    return f"{widths[0]}-{widths[-1]}" if contiguous and len(widths) > 1 else ",".join(map(str, widths))
+
+
+def resolve(key: str, root: Path = RUNS, under: Path | None = None) -> dict[int, Path]:
+    """{seed: folder} of a run key, below `under` (default: the runs folder itself; an evaluation
+    suite's folder for its results). A key with @<set> is read from p<set>/, or from the run's own
+    folder when that run trained at <set> (the profile's `precision`)."""
+    group, name, precision = parse_key(key)
+    base = (under if under is not None else root) / group / name
+    if precision is None:
+        return seed_folders(base)
+    own = seed_folders(base / f"p{precision}")
+    if own:
+        return own
+    main = seed_folders(root / group / name)
+    if main and run_precision(next(iter(main.values()))) == precision:
+        return seed_folders(base)
+    return {}
+
+
+def value_at(metrics: Any, dotted: str) -> Any:
+    node = metrics
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node

@@ -1,0 +1,127 @@
+"""The run contract (common/runs.py): names, folders, keys; dvc.yaml and the import rules agree with it."""
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common import runs
+from common.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def test_a_run_key_names_every_seed_and_its_folders():
+    run = runs.Run("cq", "simclr-cq_c-cifar_resnet20", seed=2, precision="8-16")
+    assert run.key == "cq/simclr-cq_c-cifar_resnet20@8-16"
+    assert str(run.encoder) == "runs/cq/simclr-cq_c-cifar_resnet20/p8-16/s2/encoder.pt"
+    assert str(run.eval_folder("finetune", "fp-1pct")) == "runs/eval/finetune/cq/simclr-cq_c-cifar_resnet20/p8-16/s2/fp-1pct"
+    assert runs.runs_of(run.key, [0, 2])[1] == run
+    assert str(runs.Run("burn", "burn-stage2").folder) == "runs/burn/burn-stage2/s0"
+    for bad in ("simclr", "xx/y", "cq/a/b", "cq/"):
+        with pytest.raises(ConfigError, match="expected <cq|burn>/<name>"):
+            runs.parse_key(bad)
+
+
+@pytest.mark.parametrize("seeds", [[], [0, 0], ["a"], 3, [True]])
+def test_seeds_must_be_a_list_of_distinct_integers(seeds):
+    with pytest.raises(ConfigError, match="seeds: expected a list of distinct integers"):
+        runs.profile_seeds({"seeds": seeds})
+
+
+def test_resolve_reads_a_precision_set_from_its_own_folder_or_the_runs_own(tmp_path):
+    for folder, bits in (("cq/r/s0", range(6, 17)), ("cq/r/s1", range(6, 17)), ("cq/r/p8-16/s0", range(8, 17))):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "metrics.json").write_text('{"method": {"precision_set": %s}}' % list(bits))
+    assert list(runs.resolve("cq/r", tmp_path)) == [0, 1]
+    assert runs.resolve("cq/r@8-16", tmp_path) == {0: tmp_path / "cq/r/p8-16/s0"}
+    assert list(runs.resolve("cq/r@6-16", tmp_path)) == [0, 1]  # the profile's own set
+    assert runs.resolve("cq/r@4-16", tmp_path) == {}
+
+
+def dvc_outputs(tmp_path: Path, profile: Path) -> set[str]:
+    """The outputs of every stage of dvc.yaml, interpolated with `profile` (DVC's own reading)."""
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(profile, tmp_path / "params.yaml")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    if not (tmp_path / ".dvc").exists():
+        subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
+    code = ("from dvc.repo import Repo\nr = Repo('.')\n"
+            "print('\\n'.join(str(o.def_path) for s in r.index.stages for o in s.outs))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+@pytest.mark.parametrize("profile", ["smoke", "mini", "paper_small_data"])
+def test_dvc_yaml_writes_exactly_the_runs_the_contract_names(tmp_path, profile):
+    path = REPO / "profiles" / f"{profile}.yaml"
+    params = yaml.safe_load(path.read_text())
+    expected = {str(r.encoder) for key in runs.pretraining_keys(params)
+                for r in runs.runs_of(key, runs.profile_seeds(params))}
+    written = {o for o in dvc_outputs(tmp_path, path) if o.endswith("/encoder.pt")}
+    assert written == expected
+    assert len(expected) == len(runs.pretraining_keys(params)) * len(runs.profile_seeds(params))
+
+
+PACKAGES = ("common", "cq", "burn", "eval", "reports", "bench")
+NAME_PATTERNS = [re.compile(p) for p in (r"-stage\{", r"-stage[12]\b", r"baseline-\{", r"\"baseline-", r"random_init-",
+                                        r"teacher-\{", r"/s\{seed", r"\"s\{")]
+
+
+def string_constants(path: Path) -> list[str]:
+    """Every string literal of a module, docstrings left out (they may show example paths)."""
+    tree = ast.parse(path.read_text())
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            out.append(node.value)
+        elif isinstance(node, ast.JoinedStr):
+            out.append(ast.unparse(node))
+    return out
+
+
+def test_no_module_but_the_run_contract_spells_run_folder_names():
+    offenders = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path.relative_to(REPO).as_posix() == "common/runs.py":
+                continue
+            for text in string_constants(path):
+                if any(p.search(text) for p in NAME_PATTERNS):
+                    offenders.append(f"{path.relative_to(REPO)}: {text!r}")
+    assert not offenders, "\n".join(offenders)
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    ("reports", ("burn", "cq", "eval", "common.engine", "common.methods", "common.backbones")),
+    ("eval", ("burn", "cq", "common.engine", "common.backbones.")),  # the backbone registry, not its classes
+    ("common", ("burn", "cq", "eval", "reports")),
+])
+def test_layers_import_only_downwards(package, forbidden):
+    def hit(module: str, rule: str) -> bool:  # "x." forbids x's submodules only, "x" x and its submodules
+        return module.startswith(rule) if rule.endswith(".") else module == rule or module.startswith(rule + ".")
+
+    bad = [f"{p.relative_to(REPO)} imports {m}" for p in sorted((REPO / package).rglob("*.py"))
+           for m in imports_of(p) if any(hit(m, rule) for rule in forbidden)]
+    assert not bad, "\n".join(bad)
