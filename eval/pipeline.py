@@ -145,8 +145,10 @@ def plan(params: dict, suite: str, section: str = "suites") -> list[dict]:
     variants = cfg.get("variants") or {None: {}}
     if cfg.get("together"):
         out = EVAL_ROOT / suite
-        encoders = [str(runs.runs_of(k, seeds[:1])[0].encoder) for k in keys]
-        argv = [a for e in encoders for a in ("--encoder", e)] + to_argv({**with_data_root(base, params), "out": str(out)})
+        first = [runs.runs_of(k, seeds[:1])[0] for k in keys]
+        encoders = [str(r.encoder) for r in first]
+        argv = [a for r in first for a in ("--encoder", str(r.encoder), "--name", r.name)]
+        argv += to_argv({**with_data_root(base, params), "out": str(out)})
         return [{"cli": cfg["cli"], "argv": argv + positional, "out": out, "encoders": encoders}]
     calls = []
     for run in (r for k in keys for r in runs.runs_of(k, seeds)):

@@ -57,6 +57,7 @@ def test_every_seed_and_precision_set_is_evaluated_in_its_own_folder():
     assert calls[1]["encoders"] == ["runs/cq/simclr-cq_a-r20/p4-16/s5/encoder.pt"]
     tsne = pipeline.plan(params, "tsne")[0]  # one picture: the first seed of each run
     assert tsne["encoders"] == ["runs/cq/simclr-baseline-r20/s3/encoder.pt", "runs/cq/simclr-cq_a-r20/s3/encoder.pt"]
+    assert tsne["argv"][:4] == ["--encoder", "runs/cq/simclr-baseline-r20/s3/encoder.pt", "--name", "simclr-baseline-r20"]
 
 
 def test_suites_reading_files_get_the_data_root_unless_they_name_one():

@@ -190,3 +190,11 @@ if __name__ == "__main__":  # regenerate the expected files after a deliberate l
         (EXPECTED / rel).parent.mkdir(parents=True, exist_ok=True)
         (EXPECTED / rel).write_bytes(text.encode("utf-8"))
     print(f"wrote {len(files)} expected files under {EXPECTED}")
+
+
+def test_a_mean_over_seeds_shows_its_interval_not_its_std():
+    from reports.render import fmt_value
+    from reports.tables import Cell
+
+    assert fmt_value(Cell(value=45.123, std=1.0, n=3, half=2.484)) == "45.12 ± 2.48 (n=3)"
+    assert fmt_value(Cell(value=45.123, std=1.0, n=3)) == "45.12 ± 1.00 (n=3)"  # trials of one seed: the std

@@ -1,0 +1,103 @@
+"""Benchmark: the fastest CPU training loop for the claims study (SimCLR and CQ-C, CIFAR ResNet-20).
+
+Full training steps (views, forwards, loss, backward, LARS step) of SimCLR and of CQ-C on SimCLR
+with the study's network (CIFAR ResNet-20, width 1) and batch, under each loop setting, interleaved
+round by round so that machine noise hits every setting alike:
+
+    eager       NCHW, the engine's CPU default
+    cl          channels_last memory format (the engine's `channels_last: on`)
+    compile     torch.compile of the backbone (inductor, needs a C compiler)
+    1 thread    eager with torch.set_num_threads(1) (two such runs could share the two cores)
+
+Prints images/s (median over rounds) and the ratio to eager. Target: the engine's CPU default
+(eager) is within 10 % of the best setting measured, i.e. nothing cheap is left on the table
+for the study; a FAIL names the setting that the study profile should use instead.
+
+    python bench/cpu_loop.py [--batch 256] [--rounds 5] [--no-compile]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+from common.backbones import build_backbone  # noqa: E402
+from common.data import build_dataset  # noqa: E402
+from common.methods.simclr import SimCLR  # noqa: E402
+from common.optim import LARS, param_groups  # noqa: E402
+from common.views import build_views  # noqa: E402
+from cq.method import ContrastiveQuant  # noqa: E402
+
+
+def make(variant: str, setting: str):
+    torch.manual_seed(0)
+    net = build_backbone("cifar_resnet20", width=1.0)
+    if setting == "compile":
+        net = torch.compile(net)
+    views = build_views("simclr", 32, strength=0.5, blur=False, norm="cifar10")
+    base = SimCLR(net, views)
+    method = base if variant == "simclr" else ContrastiveQuant(base, variant, "6-16")
+    if setting == "cl":
+        method = method.to(memory_format=torch.channels_last)
+        method.channels_last = True
+    return method, LARS(param_groups(method, 1e-6), lr=0.1)
+
+
+def step_seconds(method, opt, images, generator, threads: int) -> float:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        start = time.perf_counter()
+        loss = method.training_step(images, None, generator).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - start
+    finally:
+        torch.set_num_threads(previous)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true")
+    args = parser.parse_args()
+
+    data = build_dataset("synthetic", None, "train", num_images=args.batch, image_size=32)
+    images = torch.stack([data[i][0] for i in range(args.batch)])
+    threads = torch.get_num_threads()
+    settings = {"eager": ("eager", threads), "cl": ("cl", threads), "1 thread": ("eager", 1)}
+    if not args.no_compile:
+        settings["compile"] = ("compile", threads)
+    cases = {(v, s): make(v, kind) for v in ("simclr", "cq_c") for s, (kind, _) in settings.items()}
+    gens = {case: torch.Generator().manual_seed(0) for case in cases}
+    for case, (method, opt) in cases.items():  # warm-up (compile happens here)
+        for _ in range(2):
+            step_seconds(method, opt, images, gens[case], settings[case[1]][1])
+    times: dict = {case: [] for case in cases}
+    for _ in range(args.rounds):
+        for case, (method, opt) in cases.items():
+            times[case].append(step_seconds(method, opt, images, gens[case], settings[case[1]][1]))
+
+    ips = {case: args.batch / statistics.median(t) for case, t in times.items()}
+    print(f"cifar_resnet20 (width 1), batch {args.batch}, 32 px, full training steps, {threads} threads "
+          f"unless stated, median of {args.rounds} interleaved rounds")
+    print(f"{'method':<8} {'setting':<10} {'images/s':>9} {'vs eager':>9}")
+    for (variant, setting), value in ips.items():
+        print(f"{variant:<8} {setting:<10} {value:9.1f} {value / ips[(variant, 'eager')]:9.3f}")
+    for variant in ("simclr", "cq_c"):
+        best = max((s for v, s in ips if v == variant and s != "1 thread"), key=lambda s: ips[(variant, s)])
+        ratio = ips[(variant, "eager")] / ips[(variant, best)]
+        verdict = "PASS" if ratio >= 0.9 else f"FAIL (use {best})"
+        print(f"TARGET {variant}_eager_vs_best: {ratio:.3f} (target >= 0.9) {verdict}")
+
+
+if __name__ == "__main__":
+    main()
