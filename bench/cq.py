@@ -1,4 +1,4 @@
-"""Benchmark: the cost of Contrastive Quant's objectives (issue: Contrastive Quant).
+"""Benchmark: the cost of Contrastive Quant's objectives.
 
 In one run, on the same backbone, batch and views, times full training steps (views, forwards,
 loss, backward, LARS step) of SimCLR and of CQ-A, CQ-B, CQ-C on SimCLR, interleaved round by

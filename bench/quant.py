@@ -1,4 +1,4 @@
-"""Benchmark: the cost of quantization in a training step (issue: foundation, `common/quant.py`).
+"""Benchmark: the cost of quantization in a training step (`common/quant.py`).
 
 In one run, on the same inputs, times forward + backward of a ResNet-18 (CIFAR stem, 32 px,
 batch 128 by default) in full precision, quantized at 8 bits with this project's quantizer

@@ -1,4 +1,4 @@
-"""Benchmark: is augmentation off the critical path? (issue: engine, `common/views.py`)
+"""Benchmark: is augmentation off the critical path? (`common/views.py`)
 
 In one run, on the same batch of CIFAR-sized uint8 images, times (a) the SimCLR view pipeline
 producing both views of the batch and (b) one full SimCLR training step (both views, two

@@ -7,7 +7,7 @@ Table 6), with the rule that matches differently sized feature vectors.
 v_1 = h(x) (frozen FP trunk), v_2 = k(x) (binary trunk), p_1 = softmax(g(v_1)),
 p_2 = softmax(l(v_2)).
 
-Choices, where the paper is silent or disagrees with the public code (PROTOCOLS.md sec. 2):
+Choices, where the paper is silent or disagrees with the public code (docs/protocols.md sec. 2):
 
 - KL direction. Alg. 1 line 22 writes D_KL(p_2 || p_1) with p_2 the BINARY network's softmax and
   p_1 the FP target's: KL(student || teacher) = sum_c p_2 (log p_2 - log p_1). That is the default

@@ -1,4 +1,4 @@
-"""S2-BNN (Shen et al. CVPR 2021), the BURN paper's strongest baseline (PROTOCOLS.md sec. 2).
+"""S2-BNN (Shen et al. CVPR 2021), the BURN paper's strongest baseline (docs/protocols.md sec. 2).
 
 A FIXED FP teacher, trunk + MLP head to 128-d, both frozen (no gradient, in no optimizer, BN in
 eval mode); a binary student, trunk + its own MLP head to the same width. On the SAME view x:

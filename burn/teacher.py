@@ -4,7 +4,7 @@
 group), its forward runs under ``torch.no_grad()`` and returns a tensor without a graph, and its
 BatchNorm runs in EVAL mode (running statistics, nothing updated: h is bit-identical after
 training) whatever the mode of the surrounding model. ``bn_mode="train"`` is the public code's
-choice (PROTOCOLS.md sec. 2: "the teacher trunk's BatchNorm ran in train mode"): batch statistics
+choice (docs/protocols.md sec. 2: "the teacher trunk's BatchNorm ran in train mode"): batch statistics
 in the forward, and, as in that code, the running statistics buffers are updated (the weights
 never are). The trainable FP classifier g lives in the method (``burn.method``), not here.
 

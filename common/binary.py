@@ -1,4 +1,4 @@
-"""Binary layers of BURN's binary network (ReActNet, Liu et al. ECCV 2020; PROTOCOLS.md sec. 2).
+"""Binary layers of BURN's binary network (ReActNet, Liu et al. ECCV 2020; docs/protocols.md sec. 2).
 
 Binary activations ``binary_sign``
     forward: +1 where x >= 0 and -1 where x < 0. ``torch.sign`` returns 0 at x == 0 (and the

@@ -7,7 +7,7 @@ Choices where the papers are silent (each also stated at the function):
 - `nt_xent`: similarities are cosine (embeddings L2-normalised inside); default temperature 0.5
   (SimCLR's CIFAR setting; ImageNet runs pass their own).
 - `kl_div` and `soft_cross_entropy` do NOT detach the teacher: BURN trains its FP classifier g
-  through the KL term (PROTOCOLS.md section 2), and S2-BNN's fixed teacher is run under no_grad by
+  through the KL term (docs/protocols.md section 2), and S2-BNN's fixed teacher is run under no_grad by
   its caller. `byol_loss` does detach its target (BYOL's stop-gradient).
 - `kl_div` does not multiply by T^2 unless asked (`scale_by_t2=True`): the BURN paper writes a plain
   KL, and T^2 is a knowledge-distillation convention that keeps gradient scale independent of T.

@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules: decay / no-decay parameter groups, LARS as in SimCLR,
 one factory for every optimizer the protocols name, and step-wise schedules.
 
-LARS (PROTOCOLS.md section 4; SimCLR's LARS). For a parameter w with gradient g, in a group with
+LARS (docs/protocols.md section 4; SimCLR's LARS). For a parameter w with gradient g, in a group with
 learning rate lr, weight decay wd, momentum m and trust coefficient eta:
 
     d     = g + wd * w                                     (decay added BEFORE the trust ratio)

@@ -1,6 +1,6 @@
 """The quantizer of both papers' low-precision work, and quantizing Conv2d / Linear layers.
 
-Two quantizer modes (PROTOCOLS.md section 1):
+Two quantizer modes (docs/protocols.md section 1):
 
 ``floor`` (the default; Contrastive Quant, Sec. 3.4, Eq. 9)
     ``A_q = S * floor(A / S)`` with ``S = (max(A) - min(A)) / (2^q - 1)``, one range per tensor,
@@ -60,7 +60,7 @@ from common.errors import ConfigError
 MODES = ("floor", "cpt")
 FULL_PRECISION_BITS = 32  # q >= 32 runs the plain FP forward
 MAX_BITS = 32
-CPT_EMA_MOMENTUM = 0.9  # PROTOCOLS.md section 1: EMA of min and range, momentum 0.9
+CPT_EMA_MOMENTUM = 0.9  # docs/protocols.md section 1: EMA of min and range, momentum 0.9
 CPT_MIN_SCALE = 1e-8
 
 
@@ -382,7 +382,7 @@ def _to_quant(module: nn.Module, config: QuantConfig) -> nn.Module:
 
 
 def default_fp_layers(model: nn.Module) -> tuple[str, ...]:
-    """The layers a model keeps in FP unless told otherwise (PROTOCOLS.md section 1).
+    """The layers a model keeps in FP unless told otherwise (docs/protocols.md section 1).
 
     A backbone of this project declares them in ``default_fp_layers``. For any other torch
     model the ImageNet-ResNet rule is used: the stem ``conv1``, the downsample 1x1 convs and the

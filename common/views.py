@@ -768,7 +768,7 @@ def byol_views(out_size: int, crop_scale=(0.08, 1.0), interpolation: str = "bili
 
 
 def burn_views(out_size: int, interpolation: str = "bicubic", norm: Norm = "imagenet") -> ViewPipeline:
-    """BURN's public code (PROTOCOLS.md section 2): RandomResizedCrop (default scale (0.08, 1),
+    """BURN's public code (docs/protocols.md section 2): RandomResizedCrop (default scale (0.08, 1),
     bicubic) + flip, ColorJitter (0.4, 0.4, 0.4, 0.1) p 0.6, grayscale p 0.2, Gaussian blur p 0.2
     sigma (0.1, 2), no solarize. Both views use it."""
     return _pipeline([RandomResizedCrop(out_size, scale=(0.08, 1.0), interpolation=interpolation),

@@ -1,4 +1,4 @@
-"""Contrastive Quant on top of SimCLR or BYOL (CQ Sec. 3.3-3.4; PROTOCOLS.md section 1).
+"""Contrastive Quant on top of SimCLR or BYOL (CQ Sec. 3.3-3.4; docs/protocols.md section 1).
 
 `ContrastiveQuant(base, variant, precisions)` wraps a base method that supplies "NCE":
 

@@ -1,5 +1,5 @@
 """Detection transfer: Faster R-CNN fine-tuned from the project's backbones on VOC (BURN Table 1,
-CQ Table 3; PROTOCOLS.md sec. 3, "Detection"), evaluated with eval/voc_eval.py.
+CQ Table 3; docs/protocols.md sec. 3, "Detection"), evaluated with eval/voc_eval.py.
 
     python -m eval.detection --encoder runs/x/encoder.pt --out runs/x/detection \\
         [--profile smoke|mini|paper] [--dataset voc_det --root DIR] [--trials 5] [key=value ...]

@@ -1,4 +1,4 @@
-"""Export a ResNet encoder of this project to detectron2's weight format (PROTOCOLS.md sec. 3).
+"""Export a ResNet encoder of this project to detectron2's weight format (docs/protocols.md sec. 3).
 
     python -m eval.export_detectron2 runs/.../encoder.pt r50_d2.pkl
 
@@ -19,7 +19,7 @@ layers (`act_min`, `act_range`, `act_tracked`) are not weights of a detectron2 b
 left out. Anything else is an error.
 
 How a detectron2 user runs the reference protocol with it (BURN Table 1 / CQ Table 3; the
-settings are PROTOCOLS.md sec. 3, the same config MoCo published with its detection code,
+settings are docs/protocols.md sec. 3, the same config MoCo published with its detection code,
 `pascal_voc_R_50_C4_24k_moco.yaml` in facebookresearch/moco's `detection/` folder):
 
   1. Install detectron2 and put VOC2007 and VOC2012 under `$DETECTRON2_DATASETS`

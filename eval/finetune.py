@@ -1,7 +1,7 @@
 """Semi-supervised fine-tuning with 1% / 10% labels, at full precision or quantized to k bits.
 
 The whole network (backbone + a new linear layer) is trained on the labelled subset and tested
-on the test split (PROTOCOLS.md section 3; BURN Table 2, CQ Tables 1, 4, 6, 7).
+on the test split (docs/protocols.md section 3; BURN Table 2, CQ Tables 1, 4, 6, 7).
 
 Labelled subsets: `common.data.subsets.label_fraction_indices`: SimCLR's fixed file list when
 `--list-file` is given (ImageNet), otherwise a seeded, class-balanced list, written once to

@@ -10,7 +10,7 @@ own output folder, a ``metrics.json`` saying so:
 
 The report stage reads that status and prints "diverged" in the tables.
 
-Choices where the brief is silent:
+Choices where the papers and protocols are silent:
 - The pretraining metrics are looked up beside the encoder file (``<run>/metrics.json``); an
   encoder without one (e.g. an external torchvision file) counts as not diverged.
 - Only ``status == "diverged"`` stops an evaluation; any other status is evaluated.

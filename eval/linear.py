@@ -1,4 +1,4 @@
-"""Linear evaluation: one linear layer trained on a frozen backbone (PROTOCOLS.md section 3).
+"""Linear evaluation: one linear layer trained on a frozen backbone (docs/protocols.md section 3).
 
 Strictly linear: logits = W f + b on the backbone's pooled features f, nothing else trainable
 (the public BURN code left a pretrained FP 1024x1024 layer trainable; that variant is not offered

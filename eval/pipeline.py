@@ -46,7 +46,7 @@ each of its seeds.
 Every item goes through :mod:`eval.guard`: a checkpoint whose pretraining diverged gets a
 metrics.json with status "not run (pretraining diverged)" instead of an evaluation.
 
-Choices where the brief is silent:
+Choices where the papers and protocols are silent:
 - All items of a suite run in ONE process (the CLIs' ``main`` called in turn): a process start
   costs seconds of imports, which would dominate the smoke profile's budget. DVC therefore caches
   a suite as a whole; the feature cache (``--cache-dir``) keeps a re-run cheap.

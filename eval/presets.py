@@ -1,4 +1,4 @@
-"""The evaluation protocols of both papers as data (PROTOCOLS.md section 3, and section 1 for CQ).
+"""The evaluation protocols of both papers as data (docs/protocols.md section 3, and section 1 for CQ).
 
 Every number is commented with its source. Where a paper is silent the value is marked
 "choice" and the reason given. Epoch milestones are in epochs of the preset; when a caller
@@ -7,9 +7,9 @@ new_epochs / preset_epochs (rounded, see `TrainPreset.scaled`) so the schedule k
 
 Sources:
 - BURN appendix A ("Linear Evaluation", "Semi-Supervised Fine-Tuning", "Transfer Learning"),
-  copied into PROTOCOLS.md section 3;
+  copied into docs/protocols.md section 3;
 - CQ appendix A ("Training & fine-tuning & linear evaluation on ImageNet / on CIFAR-100"),
-  copied into PROTOCOLS.md section 1.
+  copied into docs/protocols.md section 1.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """VOC07 SVM classification on frozen features: full set and low-shot (BURN Tables 3 and 9).
 
-The protocol (PROTOCOLS.md section 3, after the self-supervision benchmark BURN follows):
+The protocol (docs/protocols.md section 3, after the self-supervision benchmark BURN follows):
 - features: one row per image, each divided by (its L2 norm + 1e-5), once, at load;
 - one binary linear SVM per class, trained with LIBLINEAR (`liblinear-official`):
   L2-regularized squared hinge, dual coordinate descent (-s 1), tolerance 1e-4 (-e 0.0001),

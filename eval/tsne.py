@@ -2,7 +2,7 @@
 
 Features: the backbone's pooled output (the encoder file holds the backbone only, so these are
 the pre-projection features), evaluation transform, through the feature cache of
-`eval.features`. Embedding: scikit-learn's TSNE with perplexity 30 (PROTOCOLS.md section 3).
+`eval.features`. Embedding: scikit-learn's TSNE with perplexity 30 (docs/protocols.md section 3).
 
 Choices where the paper is silent (each a parameter):
 - classes: at most 20 (`--max-classes`); by default the first 20 class ids (0..19), or with
@@ -40,7 +40,7 @@ from eval.features import (DataSpec, FeatureExtractor, TransformSpec, add_data_a
                            resolve_device)
 from eval.linear import int_labels, write_metrics
 
-MAX_CLASSES = 20  # CQ Fig. 2 / PROTOCOLS.md: at most 20 classes
+MAX_CLASSES = 20  # CQ Fig. 2 / docs/protocols.md: at most 20 classes
 
 
 def choose_classes(labels: np.ndarray, max_classes: int = MAX_CLASSES, choice: str = "first",

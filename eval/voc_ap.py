@@ -1,7 +1,7 @@
 """PASCAL VOC average precision for image classification (the VOC07 SVM suite's metric).
 
 AP is the area under the monotone-interpolated precision-recall curve over ALL points, the
-VOC2010+ definition (PROTOCOLS.md section 3), not the 11-point VOC2007 one:
+VOC2010+ definition (docs/protocols.md section 3), not the 11-point VOC2007 one:
 
     AP = sum_i (R_i - R_{i-1}) * max_{j >= i} P_j
 
@@ -83,5 +83,5 @@ def per_class_ap(scores, labels) -> np.ndarray:
 
 
 def mean_ap(scores, labels) -> float:
-    """mAP: the unweighted mean over classes of the per-class AP (PROTOCOLS.md section 3)."""
+    """mAP: the unweighted mean over classes of the per-class AP (docs/protocols.md section 3)."""
     return float(np.mean(per_class_ap(scores, labels)))

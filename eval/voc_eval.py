@@ -1,4 +1,4 @@
-"""The Pascal VOC detection metric of the reference protocol (PROTOCOLS.md sec. 3, "Detection";
+"""The Pascal VOC detection metric of the reference protocol (docs/protocols.md sec. 3, "Detection";
 BURN Table 1, CQ Table 3): detectron2's `PascalVOCDetectionEvaluator` with the VOC2007 setting.
 
 For every class c and IoU threshold t in 0.50, 0.55, ..., 0.95:

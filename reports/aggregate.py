@@ -35,7 +35,7 @@ A run key with @<set> (cq/simclr-cq_c-cifar_resnet20@8-16) reads the run trained
 set (``cq.precision_sets``); with @* and a ``{precision}`` row, every set the run was trained at gets
 its own row, so CQ Tables 1, 8 and 9 hold several sets side by side from one mapping line.
 
-Choices where the brief is silent:
+Choices where the papers and protocols are silent:
 - A key missing from an existing metrics file is an error (a typo in the mapping), not "not run".
 - The caption's network names the stand-in actually used (from the mapping's context), never
   only the paper's network; the profile comes from params.yaml's ``profile``.

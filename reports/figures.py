@@ -11,7 +11,7 @@
 - ``burn_svm_lowshot.png``: low-shot VOC07 SVM mAP (cross-validated cost) against k, one line per
   BURN-paper checkpoint, error bars = std over the samples.
 
-Choices where the brief is silent: a figure whose input is missing (the profile did not run it)
+Choices where the papers are silent: a figure whose input is missing (the profile did not run it)
 is skipped with a note on stderr, not an error; matplotlib's Agg backend; 100 dpi.
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ with "—" where the paper has no number (and for Δ whenever either side has no
 or "not run" in place of the measured number. One cell instead of three sub-columns keeps the
 paper's column count, so a reader (or a test) finds the paper's table shape unchanged.
 
-Choices made where the brief is silent:
+Choices made where the papers and protocols are silent:
 
 * Numbers are printed with 2 decimals (paper values too, so 49.2 shows as 49.20); Δ is the
   difference of the two printed numbers (so each cell checks by hand), signed, "+0.00" never "-0.00".

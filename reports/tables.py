@@ -20,7 +20,7 @@ Two inputs meet here:
   Row keys are the paper's row label parts joined with " / " (the first ``key_levels`` parts, see
   :attr:`PaperTable.row_keys`); column keys are the flattened paper column labels.
 
-Choices made where the brief is silent:
+Choices made where the papers and protocols are silent:
 
 * The top-level ``context`` is required and must name the ``profile``; a table's own ``context``
   overrides it field by field. ``dataset``/``network``/``notes`` may be left out (the caption then

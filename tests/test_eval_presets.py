@@ -1,4 +1,4 @@
-"""The protocol presets hold PROTOCOLS.md's numbers (section 3, and section 1 for CQ), written
+"""The protocol presets hold docs/protocols.md's numbers (section 3, and section 1 for CQ), written
 here independently of eval/presets.py."""
 import pytest
 

@@ -11,7 +11,7 @@ from common.backbones.reactnet import ReActBlock, reactnet_a
 from common.binary import BinaryConv2d, get_binary_stage, set_binary_stage
 from common.errors import ConfigError
 
-# PROTOCOLS.md sec. 2: stem 32, then the 13 blocks' output widths; stride 2 where the width
+# docs/protocols.md sec. 2: stem 32, then the 13 blocks' output widths; stride 2 where the width
 # changes except 32 -> 64.
 BLOCK_OUT = [64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]
 BLOCK_IN = [32] + BLOCK_OUT[:-1]

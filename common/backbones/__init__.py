@@ -5,7 +5,7 @@ Contract for every backbone (checked by `build_backbone`):
 - `feature_dim: int`;
 - `default_fp_layers: tuple[str, ...]`: `fnmatch` patterns (case-sensitive, whole-name match)
   over the backbone's own `named_modules()` names, selecting the Conv2d / Linear layers that the
-  quantizer keeps in full precision by default (PROTOCOLS.md sec. 1, "which layers"). A pattern
+  quantizer keeps in full precision by default (docs/protocols.md sec. 1, "which layers"). A pattern
   may name a layer the backbone does not have (e.g. `fc`, replaced by `nn.Identity`) so that a
   head added under that name stays FP too. `fp_layer_names` applies the patterns.
 

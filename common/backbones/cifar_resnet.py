@@ -1,6 +1,6 @@
 """The 6n+2 "CIFAR ResNet" family (He et al. 2016, "Deep Residual Learning", Sec. 4.2).
 
-The CQ paper trains ResNet-74/110/152 on CIFAR-100; PROTOCOLS.md says these are this family with
+The CQ paper trains ResNet-74/110/152 on CIFAR-100; docs/protocols.md says these are this family with
 n = 12, 18, 25 (depth = 6n + 2). Layout (Sec. 4.2): a 3x3 stem conv with 16 channels, then three
 stages of n BasicBlocks (two 3x3 convs each) with 16 / 32 / 64 channels and strides 1 / 2 / 2,
 then global average pooling. 6n + 1 convolutions are in the main path (1 stem + 6n in blocks),
@@ -8,7 +8,7 @@ plus one shortcut conv at each of the two stage transitions.
 
 Choices made where the papers are silent:
 - Shortcut when the shape changes: a 1x1 strided conv + BN ("option B" projection). He et al.
-  used zero-padded identity ("option A") on CIFAR, but PROTOCOLS.md says the downsample convs
+  used zero-padded identity ("option A") on CIFAR, but docs/protocols.md says the downsample convs
   of CIFAR ResNets are quantized, so the reference code had real downsample convs.
 - Blocks are torchvision's `BasicBlock` and module names follow torchvision's ResNet (`conv1`,
   `bn1`, `layer1` .. `layer3`, `layerK.i.downsample.0/1`, `fc`), so the same key-renaming and
@@ -16,7 +16,7 @@ Choices made where the papers are silent:
 - `fc` is `nn.Identity`: `forward` returns the (B, 64 * width) pooled features.
 - `width` multiplies every channel count (16 / 32 / 64; rounded, at least 1).
 - Initialisation as torchvision's ResNet: Kaiming-normal (fan_out) convs, BN weight 1, bias 0.
-- Full-precision layers by default (PROTOCOLS.md sec. 1): on CIFAR ResNets the stem and
+- Full-precision layers by default (docs/protocols.md sec. 1): on CIFAR ResNets the stem and
   downsample convs are quantized, so only a user-added `fc` stays FP.
 """
 from __future__ import annotations

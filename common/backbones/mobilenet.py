@@ -11,7 +11,7 @@ Choices made where the paper is silent:
 - `small_images=True` (the 32 px variant): the stem conv has stride 1 instead of 2 and the first
   stride-2 inverted-residual stage (t=6, c=24) has stride 1, so the network downsamples 8x
   instead of 32x and a 32x32 image ends at 4x4 before pooling (the usual CIFAR adaptation).
-- Full-precision layers by default (PROTOCOLS.md sec. 1 names them for ResNets only): the
+- Full-precision layers by default (docs/protocols.md sec. 1 names them for ResNets only): the
   ImageNet variant keeps the stem conv FP, like an ImageNet ResNet; the 32 px variant follows
   the CIFAR ResNet rule and quantizes every conv of the backbone. In both, a user-added
   `classifier` (the FC) stays FP.

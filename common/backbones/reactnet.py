@@ -1,4 +1,4 @@
-"""ReActNet-A, BURN's binary backbone (Liu et al., "ReActNet", ECCV 2020; PROTOCOLS.md sec. 2).
+"""ReActNet-A, BURN's binary backbone (Liu et al., "ReActNet", ECCV 2020; docs/protocols.md sec. 2).
 
 ReActNet-A is MobileNet-v1 with every depthwise 3x3 conv replaced by a full binary 3x3 conv and
 every layer given a real-valued shortcut. Layout (ReActNet paper Fig. 2 / Table 1):
@@ -21,7 +21,7 @@ weights; see `common.binary`. `set_binary_stage(model, 1 | 2)` switches the mult
 
 Choices made where the papers are silent (or where the public code is not the paper):
 - `fp_head=False` (default): no head. `fp_head=True` appends `head` = FP Linear(1024, 1024) +
-  ReLU after pooling, as the public BURN code did (PROTOCOLS.md sec. 2); the papers do not
+  ReLU after pooling, as the public BURN code did (docs/protocols.md sec. 2); the papers do not
   mention it. The ImageNet classifier of ReActNet is not part of the backbone.
 - `small_images=True` (32 px images, e.g. CIFAR): the stem has stride 1 and the first stride-2
   transition (block 1, 64 -> 128) has stride 1; the last three transitions (blocks 3, 5, 11)

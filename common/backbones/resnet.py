@@ -16,7 +16,7 @@ Choices made where the papers are silent:
   exists for the tiny `smoke` profile. `width=1` returns torchvision's own model unchanged (apart
   from `fc` and the optional CIFAR stem); other widths use `WidthScaledResNet`, a torchvision
   `ResNet` subclass with the same module names and the same weight initialisation.
-- Full-precision layers kept by the quantizer by default (PROTOCOLS.md sec. 1, "which layers"):
+- Full-precision layers kept by the quantizer by default (docs/protocols.md sec. 1, "which layers"):
   with the ImageNet stem, the stem conv, the 1x1 downsample convs and a user-added `fc`; with the
   CIFAR stem the network is run on 32 px CIFAR data, so it follows the CIFAR rule: stem and
   downsample convs are quantized, only a user-added `fc` stays FP.

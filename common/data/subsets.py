@@ -1,7 +1,7 @@
 """Label-fraction subsets for semi-supervised fine-tuning (BURN appendix A; CQ section 4:
 10% / 1% labels).
 
-PROTOCOLS section 3: on ImageNet the 1% / 10% subsets are SimCLR's fixed file lists (12,811 and
+docs/protocols.md section 3: on ImageNet the 1% / 10% subsets are SimCLR's fixed file lists (12,811 and
 128,116 images), never resampled; for other data sets make seeded, class-balanced lists once,
 keep them and reuse them. `label_fraction_indices` does both:
 

@@ -20,7 +20,7 @@ Choices where the papers are silent:
   (xmin - 1, ymin - 1, xmax, ymax), i.e. 0-based continuous pixel coordinates inside [0, W] x
   [0, H] (the convention of detectron2's Pascal VOC loader and of torchvision's models).
 - All objects are returned, difficult ones included with their flag; training code decides
-  whether to drop them, the evaluator ignores them (PROTOCOLS section 3).
+  whether to drop them, the evaluator ignores them (docs/protocols.md section 3).
 - `targets`/`voc_labels` of `voc07_cls` hold the (N, 20) int8 label matrix; the class order is
   the standard VOC order below.
 """
