@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from common import runs
 from common.config import cli_main, read_yaml_mapping
 from common.errors import ConfigError
 from reports.stats import CONFIDENCE, mean_interval, t_quantile
@@ -204,6 +205,87 @@ def judge(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]],
 
 
 # --------------------------------------------------------------------------------------------
+# Measurements from the runs (the run contract, common/runs.py)
+# --------------------------------------------------------------------------------------------
+
+def run_key(arm: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+    """The run key of an arm in a profile: CQ arms on the profile's first CQ backbone (`untrained`:
+    its random_init run); BURN arms by configuration (stage 2) or baseline name."""
+    if arm.get("paper") == "cq":
+        backbone = ((params.get("cq") or {}).get("backbones") or ["?"])[0]
+        name = (runs.random_init_name(backbone) if arm["variant"] == "untrained"
+                else runs.cq_name(arm["method"], arm["variant"], backbone))
+        return f"cq/{name}" + (f"@{arm['precision']}" if arm.get("precision") else "")
+    configurations = ((params.get("burn") or {}).get("variants") or {})
+    name = runs.burn_stage_name(arm["run"], 2) if arm["run"] in configurations else runs.baseline_name(arm["run"])
+    return f"burn/{name}"
+
+
+def grad_norm_peak(folder: Path) -> float | None:
+    """The largest finite total gradient norm a run logged (a diverged run: the last finite ones)."""
+    tsv = folder / "dvclive" / "plots" / "metrics" / "train" / "grad_norm" / "total.tsv"
+    if not tsv.is_file():
+        return None
+    values = []
+    for line in tsv.read_text().splitlines()[1:]:
+        try:
+            values.append(float(line.split("\t")[1]))
+        except (IndexError, ValueError):
+            continue
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) if finite else None
+
+
+def measure(key: str, what: Mapping[str, Any], root: Path) -> dict[int, Any]:
+    """{seed: number or status} of one run key under one measurement."""
+    if what["suite"] == "pretrain":
+        if what["key"] != "grad_norm_peak":
+            raise ConfigError(f"eval.key: suite 'pretrain' measures grad_norm_peak, not {what['key']!r}")
+        return {seed: grad_norm_peak(folder) for seed, folder in runs.resolve(key, root).items()}
+    out = {}
+    for seed, folder in runs.resolve(key, root, under=root / "eval" / what["suite"]).items():
+        metrics = runs.read_metrics(folder / (what.get("item") or "") / runs.METRICS)
+        if metrics is None:
+            out[seed] = "not run"
+        elif metrics.get("status", "ok") != "ok":
+            out[seed] = str(metrics["status"])
+        else:
+            out[seed] = runs.value_at(metrics, what["key"])
+    return out
+
+
+def harvest(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = runs.RUNS) -> dict[str, dict]:
+    """measurement key -> {seed: value}, for every arm of every claim, from the runs folder."""
+    values: dict[str, dict] = {}
+    for claim in claims:
+        for arm in (claim.a, claim.b):
+            values.setdefault(measurement_key(arm, claim.eval), measure(run_key(arm, params), claim.eval, root))
+    return values
+
+
+def sanity(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = runs.RUNS) -> dict[str, dict]:
+    """arm name -> {"knn": margin, "linear": margin}: mean over seeds of trained minus untrained
+    top-1 (points), for the CQ arms (their untrained network is the profile's random_init run)."""
+    out: dict[str, dict] = {}
+    for claim in claims:
+        for arm in (claim.a, claim.b):
+            if arm.get("paper") != "cq" or arm["variant"] == "untrained" or arm_name(arm) in out:
+                continue
+            untrained = {**arm, "variant": "untrained", "precision": None}
+            margins = {}
+            for suite in ("knn", "linear"):
+                what = {"suite": suite, "key": "top1"}
+                trained, base = (measure(run_key(a, params), what, root) for a in (arm, untrained))
+                diffs = [100 * (trained[s] - base[s]) for s in trained
+                         if _number(trained[s]) is not None and _number(base.get(s)) is not None]
+                if diffs:
+                    margins[suite] = sum(diffs) / len(diffs)
+            if margins:
+                out[arm_name(arm)] = margins
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Rendering
 # --------------------------------------------------------------------------------------------
 
@@ -291,18 +373,29 @@ def draw_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports.claims", description=__doc__.splitlines()[0])
-    parser.add_argument("--values", required=True, help="JSON: measurement key -> {seed: value}")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--values", help="JSON: measurement key -> {seed: value} (e.g. a study's values.json)")
+    source.add_argument("--from-runs", action="store_true", help="measure every arm in the runs folder")
     parser.add_argument("--sanity", default=None, help="JSON: arm name -> {suite: trained - untrained}")
+    parser.add_argument("--params", default="params.yaml", help="the profile the runs come from (--from-runs)")
+    parser.add_argument("--runs", default=str(runs.RUNS))
     parser.add_argument("--claims", default=str(CLAIMS))
     parser.add_argument("--out", required=True, help="folder for verdicts.json, claims.md/.tex/.png")
     args = parser.parse_args(argv)
     claims = load_claims(args.claims)
-    values = _read_json(args.values, "--values")
-    sanity = _read_json(args.sanity, "--sanity") if args.sanity else None
-    rows = judge(claims, values, sanity)
+    if args.from_runs:
+        params = read_yaml_mapping(args.params, "--params")
+        values, margins = harvest(claims, params, Path(args.runs)), sanity(claims, params, Path(args.runs))
+    else:
+        values = _read_json(args.values, "--values")
+        margins = _read_json(args.sanity, "--sanity") if args.sanity else None
+        if set(values) == {"values", "sanity"}:  # a values.json this command wrote
+            values, margins = values["values"], margins or values["sanity"]
+    rows = judge(claims, values, margins)
     from common.checkpoint import atomic_write, write_json
 
     out = Path(args.out)
+    write_json({"values": values, "sanity": margins}, out / "values.json")
     write_json(rows, out / "verdicts.json")
     atomic_write(out / "claims.md", lambda tmp: tmp.write_text(to_markdown(rows)))
     atomic_write(out / "claims.tex", lambda tmp: tmp.write_text(to_latex(rows)))

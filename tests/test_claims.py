@@ -127,3 +127,40 @@ def test_cli_writes_the_table_the_latex_and_the_figure(tmp_path):
     assert md.count("\n| ") == len(rows) + 1 and "holds" in md
     assert r"\begin{tabular}" in (tmp_path / "out" / "claims.tex").read_text()
     assert (tmp_path / "out" / "claims.png").stat().st_size > 5000
+
+
+def fake_run(root, rel, seed, metrics=None, grad=None):
+    folder = root / rel / f"s{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    if grad is not None:
+        curve = folder / "dvclive" / "plots" / "metrics" / "train" / "grad_norm"
+        curve.mkdir(parents=True)
+        (curve / "total.tsv").write_text("step\ttotal\n" + "".join(f"{i}\t{g}\n" for i, g in enumerate(grad)))
+
+
+def test_measurements_come_from_the_runs_through_the_run_contract(tmp_path):
+    params = {"precision": "6-16", "cq": {"backbones": ["r20"]}, "burn": {"variants": {"burn": {}}}}
+    for seed in (0, 1):
+        fake_run(tmp_path, "cq/simclr-baseline-r20", seed, {"status": "ok"}, grad=[1.0, 2.0])
+        fake_run(tmp_path, "cq/simclr-cq_c-r20", seed, {"status": "ok", "method": {"precision_set": list(range(6, 17))}},
+                 grad=[1.0, "nan", 5.0])
+        for rel, knn, linear in (("cq/simclr-baseline-r20", 0.40, 0.45), ("cq/simclr-cq_c-r20", 0.42 + 0.01 * seed, 0.50),
+                                 ("cq/random_init-r20", 0.28, 0.30)):
+            fake_run(tmp_path, f"eval/knn/{rel}", seed, {"status": "ok", "top1": knn})
+            fake_run(tmp_path, f"eval/linear/{rel}", seed, {"status": "ok", "top1": linear})
+    fake_run(tmp_path, "eval/linear/burn/burn-stage2", 0, {"status": "not run (pretraining diverged)"})
+    claims = [c for c in C.load_claims() if c.id in ("cq_c_vs_simclr_linear", "cq_b_gradient_explosion", "burn_vs_s2bnn")]
+    values = C.harvest(claims, params, tmp_path)
+    assert values["cq/simclr/cq_c linear:top1"] == {0: 0.50, 1: 0.50}
+    assert values["cq/simclr/baseline linear:top1"] == {0: 0.45, 1: 0.45}
+    assert values["cq/simclr/cq_c pretrain:grad_norm_peak"] == {0: 5.0, 1: 5.0}  # "nan" skipped
+    assert values["cq/simclr/cq_b pretrain:grad_norm_peak"] == {}  # not trained: no seeds, no pairs
+    assert values["burn/burn linear:top1"] == {0: "not run (pretraining diverged)"}
+    assert C.run_key({"paper": "burn", "run": "s2bnn"}, params) == "burn/baseline-s2bnn"
+    margins = C.sanity(claims, params, tmp_path)
+    assert margins["cq/simclr/cq_c"] == {"knn": pytest.approx(14.5), "linear": pytest.approx(20.0)}
+    assert margins["cq/simclr/baseline"] == {"knn": pytest.approx(12.0), "linear": pytest.approx(15.0)}
+    row = C.judge(claims[:1], values, margins)[0]
+    assert row["id"] == "cq_c_vs_simclr_linear" and row["n"] == 2 and row["mean"] == pytest.approx(5.0)
