@@ -125,3 +125,12 @@ def test_layers_import_only_downwards(package, forbidden):
     bad = [f"{p.relative_to(REPO)} imports {m}" for p in sorted((REPO / package).rglob("*.py"))
            for m in imports_of(p) if any(hit(m, rule) for rule in forbidden)]
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("path, ignored", [
+    ("runs/eval/linear.json", False),  # a DVC metrics file: committed, so `dvc exp show` can compare
+    ("runs/eval/linear/cq/x/s0/metrics.json", True), ("runs/cq/x/s0/encoder.pt", True),
+    ("runs/profile.json", True)])
+def test_git_keeps_only_the_headline_summaries_of_the_runs_folder(path, ignored):
+    done = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO)
+    assert done.returncode == (0 if ignored else 1), path
