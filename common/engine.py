@@ -120,6 +120,9 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        for name in ("amp", "channels_last"):  # YAML reads a bare on / off as true / false
+            if isinstance(getattr(self, name), bool):
+                setattr(self, name, "on" if getattr(self, name) else "off")
         for names, check, expected in _FIELD_RULES:
             for name in names:
                 value = getattr(self, name)

@@ -129,3 +129,15 @@ def test_scientific_notation_works_on_the_command_line_as_with_dvc_exp_run(tmp_p
     args = [a.replace("{out}", str(out)) for a in CQ[1:]]
     assert main([*args, "cq.train.steps=1", "cq.train.lr=1e-3", "cq.train.weight_decay=1e-6"]) == 0
     assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_on_and_off_work_unquoted_as_yaml_reads_them():
+    """`cq.train.channels_last=on` (YAML: true) means "on", as the setting's own name for it."""
+    from common.config import apply_overrides
+    from common.engine import TrainConfig
+    for text, expected in (("on", "on"), ("off", "off"), ("auto", "auto")):
+        train = apply_overrides({"t": {"steps": 1}}, [f"t.channels_last={text}"])["t"]
+        assert TrainConfig.from_dict(train).channels_last == expected
+    assert TrainConfig.from_dict(apply_overrides({"t": {"steps": 1}}, ["t.amp=off"])["t"]).amp == "off"
+    with pytest.raises(Exception, match="train.amp: expected one of"):
+        TrainConfig.from_dict(apply_overrides({"t": {"steps": 1}}, ["t.amp=on"])["t"])  # amp has no "on"
