@@ -41,6 +41,10 @@ from common.errors import ConfigError
 RUNS = Path("runs")
 EVAL = RUNS / "eval"
 ENCODER, METRICS, CHECKPOINT = "encoder.pt", "metrics.json", "checkpoint.pt"
+# The statuses a metrics.json records, shared by every reader: a pretraining run ends "ok" or
+# "diverged"; an evaluation of a diverged run is NOT_RUN_DIVERGED instead of a number.
+OK, DIVERGED = "ok", "diverged"
+NOT_RUN_DIVERGED = "not run (pretraining diverged)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,6 +227,18 @@ def read_metrics(path: str | Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def pretraining_metrics(encoder: str | Path) -> dict | None:
+    """The metrics.json its pretraining stage wrote beside `encoder`; None when there is none (an
+    imported or hand-made encoder file). A file that is there but unreadable is one ConfigError."""
+    path = Path(encoder).with_name(METRICS)
+    if not path.is_file():
+        return None
+    metrics = read_metrics(path)
+    if metrics is None:
+        raise ConfigError(f"{path}: not a valid metrics file (JSON object)")
+    return metrics
 
 
 def seed_folders(base: Path) -> dict[int, Path]:

@@ -69,6 +69,7 @@ from common.config import cli_main
 from common.data import build_dataset
 from common.errors import ConfigError
 from common.features import extract_features
+from common.runs import METRICS, OK, pretraining_metrics
 from common.views import ViewPipeline, eval_transform
 
 LAYERS = ("pooled", "last_stage_pool2")
@@ -203,16 +204,13 @@ def load_backbone(encoder_path: str | Path, device: str | torch.device = "cpu",
 
 def check_run_status(encoder_path: str | Path) -> None:
     """A ConfigError when the metrics.json beside ``encoder_path`` says the run did not end ok."""
-    metrics = Path(encoder_path).with_name("metrics.json")
-    if not metrics.is_file():
+    metrics = pretraining_metrics(encoder_path)
+    if metrics is None:
         return  # an imported or hand-made encoder file: nothing to check
-    try:
-        status = json.loads(metrics.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return
-    if status not in (None, "ok"):
-        raise ConfigError(f"--encoder {encoder_path}: its run ended {status!r} ({metrics}); "
-                          "evaluate a run that ended ok")
+    status = metrics.get("status")
+    if status not in (None, OK):
+        raise ConfigError(f"--encoder {encoder_path}: its run ended {status!r} "
+                          f"({Path(encoder_path).with_name(METRICS)}); evaluate a run that ended ok")
 
 
 def last_feature_map(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:

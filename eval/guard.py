@@ -17,29 +17,17 @@ Choices where the papers and protocols are silent:
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from common.checkpoint import write_json
-from common.errors import ConfigError
+from common.runs import DIVERGED, METRICS, NOT_RUN_DIVERGED, pretraining_metrics
 
-NOT_RUN_DIVERGED = "not run (pretraining diverged)"
-
-
-def pretraining_metrics(encoder: str | Path) -> dict | None:
-    """The metrics.json written beside `encoder` by its pretraining stage, or None."""
-    path = Path(encoder).parent / "metrics.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err.msg})") from None
+__all__ = ["NOT_RUN_DIVERGED", "pretraining_diverged", "pretraining_metrics", "write_not_run"]
 
 
 def pretraining_diverged(encoder: str | Path) -> bool:
     metrics = pretraining_metrics(encoder)
-    return metrics is not None and metrics.get("status") == "diverged"
+    return metrics is not None and metrics.get("status") == DIVERGED
 
 
 def write_not_run(out_dir: str | Path, encoder: str | Path, **extra) -> Path:
@@ -47,6 +35,6 @@ def write_not_run(out_dir: str | Path, encoder: str | Path, **extra) -> Path:
     pre = pretraining_metrics(encoder) or {}
     metrics = {"status": NOT_RUN_DIVERGED, "encoder": str(encoder),
                "pretraining": {"status": pre.get("status"), "step": pre.get("step"),
-                               "metrics": str(Path(encoder).parent / "metrics.json")},
+                               "metrics": str(Path(encoder).with_name(METRICS))},
                **extra}
-    return write_json(metrics, Path(out_dir) / "metrics.json")
+    return write_json(metrics, Path(out_dir) / METRICS)
