@@ -101,7 +101,8 @@ def test_smoke_dvc_repro_renders_every_table(tmp_path):
     assert check_reports(clone) > 150
     assert planned_stages(clone, env) == ["check_profile"]  # always run; nothing after it
     verdicts = json.loads((clone / "reports" / "claims" / "verdicts.json").read_text())
-    assert len(verdicts) >= 20 and {r["verdict"] for r in verdicts} <= {"holds", "reversed", "inconclusive"}
+    assert len(verdicts) >= 20  # every claim judged, whatever the tiny runs can say
+    assert {r["verdict"] for r in verdicts} <= {"holds", "reversed", "inconclusive", "not testable at this scale"}
     table9 = markdown_rows((clone / "reports" / "tables" / "cq_table9.md").read_text())
     sets = {row[1]: row[2] for row in table9[2:] if row[0] == "ResNet-18"}  # one dvc repro, three sets
     assert all(MEASURED.match(sets[s]) for s in ("4-16", "6-16", "8-16")), sets
