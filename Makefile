@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python -m ...`: run them with the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro plan test test-fast test-learning bench lock clean-venv profile
+.PHONY: setup repro plan compare test test-fast test-learning bench lock clean-venv profile
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ repro: setup
 #   make plan            make plan S="precision=4-16"   (as `dvc exp run -S precision=4-16` would)
 plan: setup
 	$(PY) -m common.plan $(foreach s,$(S),-S $(s))
+
+# The experiments side by side, narrow enough for a terminal: the precision set and the headline
+# cells of the profile's mapping (reports/headline.json: short names such as cq2.CQ-C, cq9.4-16).
+compare:
+	dvc exp show --drop '.*' --keep 'Experiment|^precision$$|^(cq|burn)[0-9]+\.'
 
 test: setup
 	$(PY) -m pytest -q

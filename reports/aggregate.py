@@ -16,6 +16,7 @@ cell of which paper table, so each profile (smoke, mini, paper) has its own mapp
           rows: {"ResNet-34 / SimCLR": cq/simclr-baseline-cifar_resnet20, ...}          # row key -> run
           columns: {"Fine-tune Acc. (FP) / 10% labels": "finetune/fp-10pct:top1*100", ...}
           cells: [["SimCLR", "ResNet-34", cq/simclr-baseline-..., "linear:top1*100"]]   # optional, explicit
+      headline: {cq2.CQ-C: [cq_table2, ResNet-18, CQ-C], ...}   # --headline: what `dvc exp show` lists first
 
 A row key may hold ``{precision}``: it is replaced by the precision set the run's pretraining
 metrics record (CQ Table 9), so a row never claims a set the run did not use.
@@ -220,6 +221,26 @@ def aggregate(params: Mapping, runs: str | Path = "runs") -> dict:
     return out
 
 
+def headline(measured: Mapping, spec: Mapping | None) -> dict:
+    """The few numbers `dvc exp show` lists first: {label: the measured mean of one table cell, or
+    its status}. `spec` (the mapping's ``headline``): {label: [table id, row key, column]}; short
+    labels keep the columns narrow enough for a terminal."""
+    out: dict[str, Any] = {}
+    for label, where in (spec or {}).items():
+        if not isinstance(where, (list, tuple)) or len(where) != 3:
+            raise ConfigError(f"report.headline.{label}: expected [table id, row key, column]")
+        table, row, column = where
+        if table not in measured["tables"]:
+            raise ConfigError(f"report.headline.{label}: table {table!r} is not in the mapping")
+        paper = next(t for t in load_paper_tables() if t.id == table)
+        if row not in paper.row_keys or column not in paper.columns:
+            raise ConfigError(f"report.headline.{label}: no cell ({row!r}, {column!r}) in {table}")
+        cell = measured["tables"][table]["cells"].get(row, {}).get(column, NOT_RUN)
+        out[str(label)] = round(cell["value"], 2) if isinstance(cell, dict) else (
+            round(cell, 2) if isinstance(cell, (int, float)) else cell)
+    return out
+
+
 def load_report_params(path: str | Path = "params.yaml") -> dict:
     """params.yaml with its ``report`` section read from the file ``report_mapping`` names
     (a profile's mapping lives in reports/mapping/<profile>.yaml)."""
@@ -238,12 +259,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the measured JSON to write")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--runs", default="runs", help="the runs folder")
+    parser.add_argument("--headline", default=None, help="JSON of the mapping's headline cells (a DVC metric)")
     args = parser.parse_args(argv)
     path = Path(args.params)
     if not path.is_file():
         raise ConfigError(f"--params {path}: file not found")
-    measured = aggregate(load_report_params(path), args.runs)
+    params = load_report_params(path)
+    measured = aggregate(params, args.runs)
+    top = headline(measured, (params.get("report") or {}).get("headline")) if args.headline else None
     write_json(measured, args.out)
+    if args.headline:
+        write_json(top, args.headline)
     n = sum(len(c) for t in measured["tables"].values() for c in t["cells"].values())
     print(f"{args.out}: {len(measured['tables'])} tables, {n} mapped cells")
     return 0

@@ -127,3 +127,15 @@ def test_every_precision_set_of_a_run_fills_its_own_row(tmp_path):
     cells = aggregate(mapping, tmp_path)["tables"]["cq_table9"]["cells"]
     assert {row: c["Fine-tune Acc. (FP) / 1% labels"] for row, c in cells.items()} == {
         "ResNet-18 / 6-16": 60.0, "ResNet-18 / 4-16": 40.0, "ResNet-18 / 8-16": 80.0}
+
+
+def test_headline_names_a_few_cells_with_short_labels(runs):
+    from reports.aggregate import headline
+    measured = aggregate(MAPPING, runs)
+    spec = {"burn5.1": ["burn_table5", "①", "Top-1 (%)"], "burn5.4": ["burn_table5", "①+②+③+④ (=BURN)", "Top-1 (%)"],
+            "burn3.k1": ["burn_table3", "BURN (Ours)", "k = 1"]}
+    assert headline(measured, spec) == {"burn5.1": 25.0, "burn5.4": "not run", "burn3.k1": 12.5}
+    with pytest.raises(ConfigError, match="no cell"):
+        headline(measured, {"x": ["burn_table5", "nope", "Top-1 (%)"]})
+    with pytest.raises(ConfigError, match="not in the mapping"):
+        headline(measured, {"x": ["cq_table9", "ResNet-18 / 4-16", "Fine-tune Acc. (FP) / 10% labels"]})

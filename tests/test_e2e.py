@@ -106,6 +106,10 @@ def test_smoke_dvc_repro_renders_every_table(tmp_path):
     table9 = markdown_rows((clone / "reports" / "tables" / "cq_table9.md").read_text())
     sets = {row[1]: row[2] for row in table9[2:] if row[0] == "ResNet-18"}  # one dvc repro, three sets
     assert all(MEASURED.match(sets[s]) for s in ("4-16", "6-16", "8-16")), sets
+    compare = run_timed("make compare", ["make", "-s", "compare"], cwd=clone, env={**env, "COLUMNS": "120"})
+    assert compare.returncode == 0, compare.stderr[-2000:]
+    assert max(len(line) for line in compare.stdout.splitlines()) <= 120 and "…" not in compare.stdout, compare.stdout
+    assert all(name in compare.stdout for name in ("precision", "cq2.CQ-C", "cq9.4-16", "cq9.8-16")), compare.stdout
     columns = exp_show_columns(clone, env)  # one headline number per evaluated run, not every key
     assert len(columns) < 600, len(columns)  # was 8,013: ~150 headline numbers, ~300 parameters
     for variant in ("baseline", "cq_a", "cq_c"):
