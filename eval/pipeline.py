@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -220,10 +219,8 @@ def summarize(calls: list[dict], suite: str) -> dict:
         metrics_file = Path(call["out"]) / "metrics.json"
         if headline is None or not metrics_file.is_file():
             continue
-        metrics = json.loads(metrics_file.read_text())
-        value = metrics
-        for part in headline.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        metrics = runs.read_metrics(metrics_file) or {}
+        value = runs.value_at(metrics, headline)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             value = metrics.get("status", "no value")
         node = summary

@@ -226,13 +226,14 @@ def headline(measured: Mapping, spec: Mapping | None) -> dict:
     its status}. `spec` (the mapping's ``headline``): {label: [table id, row key, column]}; short
     labels keep the columns narrow enough for a terminal."""
     out: dict[str, Any] = {}
+    papers = {t.id: t for t in load_paper_tables()} if spec else {}
     for label, where in (spec or {}).items():
         if not isinstance(where, (list, tuple)) or len(where) != 3:
             raise ConfigError(f"report.headline.{label}: expected [table id, row key, column]")
         table, row, column = where
         if table not in measured["tables"]:
             raise ConfigError(f"report.headline.{label}: table {table!r} is not in the mapping")
-        paper = next(t for t in load_paper_tables() if t.id == table)
+        paper = papers[table]
         if row not in paper.row_keys or column not in paper.columns:
             raise ConfigError(f"report.headline.{label}: no cell ({row!r}, {column!r}) in {table}")
         cell = measured["tables"][table]["cells"].get(row, {}).get(column, NOT_RUN)
