@@ -24,7 +24,7 @@ from common.checkpoint import write_json
 from common.config import cli_main, read_yaml_mapping, seed_of, section, train_settings
 from common.errors import ConfigError
 
-PROFILES = ("smoke", "mini", "paper")
+PROFILES = ("smoke", "mini", "paper", "study")
 
 
 def check_profile(params: dict, cuda_available: bool) -> str:

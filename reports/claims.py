@@ -43,10 +43,12 @@ from reports.tables import PaperTable, load_paper_tables
 CLAIMS = Path(__file__).with_name("claims.yaml")
 POWER = 0.80
 SANITY_POINTS = 10.0  # an arm must beat its untrained network by this much (kNN and linear top-1)
+SANITY_SUITES = ("knn", "linear")
 CLAIM_FIELDS = {"id", "paper", "where", "claim", "a", "b", "eval", "direction", "paper_effect"}
 DIRECTIONS = {"greater": 1.0, "less": -1.0}
 
 HOLDS, REVERSED, INCONCLUSIVE, NOT_TESTABLE = "holds", "reversed", "inconclusive", "not testable at this scale"
+NOT_RUN = "not run"  # neither arm has a number on any seed: the study did not run it
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +163,8 @@ def paired_effect(a: Mapping[Any, Any], b: Mapping[Any, Any], scale: float = 1.0
 
 
 def verdict(effect: Effect, direction: str, testable: bool = True) -> str:
+    if effect.n == 0 and not effect.dropped:
+        return NOT_RUN
     if not testable:
         return NOT_TESTABLE
     if effect.low is None:
@@ -254,34 +258,46 @@ def measure(key: str, what: Mapping[str, Any], root: Path) -> dict[int, Any]:
     return out
 
 
-def harvest(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = runs.RUNS) -> dict[str, dict]:
-    """measurement key -> {seed: value}, for every arm of every claim, from the runs folder."""
-    values: dict[str, dict] = {}
+def sanity_arms(claims: Sequence[Claim]) -> dict[str, tuple[dict, dict]]:
+    """arm name -> (arm, its untrained network) for every trained CQ arm of the claims (the
+    untrained network is the profile's random_init run of the same backbone and seed)."""
+    out = {}
     for claim in claims:
         for arm in (claim.a, claim.b):
-            values.setdefault(measurement_key(arm, claim.eval), measure(run_key(arm, params), claim.eval, root))
+            if arm.get("paper") == "cq" and arm["variant"] != "untrained":
+                out.setdefault(arm_name(arm), (arm, {**arm, "variant": "untrained", "precision": None}))
+    return out
+
+
+def harvest(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = runs.RUNS) -> dict[str, dict]:
+    """measurement key -> {seed: value}, from the runs folder: every arm of every claim, and the
+    kNN and linear top-1 of every arm the sanity line compares (and of its untrained network)."""
+    wanted = [(arm, claim.eval) for claim in claims for arm in (claim.a, claim.b)]
+    wanted += [(arm, {"suite": suite, "key": "top1"}) for pair in sanity_arms(claims).values()
+               for arm in pair for suite in SANITY_SUITES]
+    values: dict[str, dict] = {}
+    for arm, what in wanted:
+        key = measurement_key(arm, what)
+        if key not in values:
+            values[key] = measure(run_key(arm, params), what, root)
     return values
 
 
-def sanity(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = runs.RUNS) -> dict[str, dict]:
-    """arm name -> {"knn": margin, "linear": margin}: mean over seeds of trained minus untrained
-    top-1 (points), for the CQ arms (their untrained network is the profile's random_init run)."""
+def sanity(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]]) -> dict[str, dict]:
+    """arm name -> {"knn": margin, "linear": margin}: the mean over seeds of trained minus untrained
+    top-1 (points) of every CQ arm that `values` holds both numbers for on some seed."""
     out: dict[str, dict] = {}
-    for claim in claims:
-        for arm in (claim.a, claim.b):
-            if arm.get("paper") != "cq" or arm["variant"] == "untrained" or arm_name(arm) in out:
-                continue
-            untrained = {**arm, "variant": "untrained", "precision": None}
-            margins = {}
-            for suite in ("knn", "linear"):
-                what = {"suite": suite, "key": "top1"}
-                trained, base = (measure(run_key(a, params), what, root) for a in (arm, untrained))
-                diffs = [100 * (trained[s] - base[s]) for s in trained
-                         if _number(trained[s]) is not None and _number(base.get(s)) is not None]
-                if diffs:
-                    margins[suite] = sum(diffs) / len(diffs)
-            if margins:
-                out[arm_name(arm)] = margins
+    for name, (arm, untrained) in sanity_arms(claims).items():
+        margins = {}
+        for suite in SANITY_SUITES:
+            what = {"suite": suite, "key": "top1"}
+            trained, base = (values.get(measurement_key(a, what), {}) for a in (arm, untrained))
+            diffs = [100 * (_number(trained[s]) - _number(base[s])) for s in trained
+                     if _number(trained[s]) is not None and _number(base.get(s)) is not None]
+            if diffs:
+                margins[suite] = sum(diffs) / len(diffs)
+        if margins:
+            out[name] = margins
     return out
 
 
@@ -330,7 +346,7 @@ def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in table_rows(rows)]
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in (HOLDS, REVERSED, INCONCLUSIVE, NOT_TESTABLE)}
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in (HOLDS, REVERSED, INCONCLUSIVE, NOT_TESTABLE, NOT_RUN)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     return ("# The papers' claims, tested\n\nEffects are a − b in percent points (the claim says a > b), "
             "paired over seeds; MDE: the smallest effect this n could detect (80 % power, 5 % two-sided).\n\n"
@@ -385,12 +401,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     claims = load_claims(args.claims)
     if args.from_runs:
         params = read_yaml_mapping(args.params, "--params")
-        values, margins = harvest(claims, params, Path(args.runs)), sanity(claims, params, Path(args.runs))
+        values = harvest(claims, params, Path(args.runs))
     else:
         values = _read_json(args.values, "--values")
-        margins = _read_json(args.sanity, "--sanity") if args.sanity else None
         if set(values) == {"values", "sanity"}:  # a values.json this command wrote
-            values, margins = values["values"], margins or values["sanity"]
+            values = values["values"]
+    margins = _read_json(args.sanity, "--sanity") if args.sanity else sanity(claims, values)
     rows = judge(claims, values, margins)
     from common.checkpoint import atomic_write, write_json
 

@@ -53,8 +53,8 @@ def test_a_diverged_seed_drops_out_of_the_pairs_and_is_reported():
     assert row["verdict"] == C.HOLDS and "1 seed(s) without a number" in C.verdict_text(row)
     gone = C.judge([claim()], values(["diverged"] * 3, [0.5] * 3))[0]
     assert gone["n"] == 0 and gone["verdict"] == C.INCONCLUSIVE and C.interval_text(gone) == "no pairs"
-    missing = C.judge([claim()], {})[0]  # an arm never measured
-    assert missing["n"] == 0 and missing["verdict"] == C.INCONCLUSIVE
+    missing = C.judge([claim()], {})[0]  # an arm never measured: the study did not run it
+    assert missing["n"] == 0 and missing["verdict"] == C.NOT_RUN
 
 
 def test_an_arm_below_the_sanity_line_makes_the_claim_not_testable():
@@ -117,7 +117,9 @@ def test_cli_writes_the_table_the_latex_and_the_figure(tmp_path):
     for c in claims:
         measured[C.measurement_key(c.a, c.eval)] = {str(s): 0.55 + 0.005 * (s - 1) for s in range(3)}
     (tmp_path / "values.json").write_text(json.dumps(measured))
-    assert C.main(["--values", str(tmp_path / "values.json"), "--out", str(tmp_path / "out")]) == 0
+    (tmp_path / "sanity.json").write_text("{}")  # no sanity numbers (else read from the values)
+    assert C.main(["--values", str(tmp_path / "values.json"), "--sanity", str(tmp_path / "sanity.json"),
+                   "--out", str(tmp_path / "out")]) == 0
     rows = json.loads((tmp_path / "out" / "verdicts.json").read_text())
     assert len(rows) == len(claims)
     for row, c in zip(rows, claims):
@@ -159,7 +161,7 @@ def test_measurements_come_from_the_runs_through_the_run_contract(tmp_path):
     assert values["cq/simclr/cq_b pretrain:grad_norm_peak"] == {}  # not trained: no seeds, no pairs
     assert values["burn/burn linear:top1"] == {0: "not run (pretraining diverged)"}
     assert C.run_key({"paper": "burn", "run": "s2bnn"}, params) == "burn/baseline-s2bnn"
-    margins = C.sanity(claims, params, tmp_path)
+    margins = C.sanity(claims, values)
     assert margins["cq/simclr/cq_c"] == {"knn": pytest.approx(14.5), "linear": pytest.approx(20.0)}
     assert margins["cq/simclr/baseline"] == {"knn": pytest.approx(12.0), "linear": pytest.approx(15.0)}
     row = C.judge(claims[:1], values, margins)[0]

@@ -1,0 +1,177 @@
+"""The claims study: the pre-registered runs on real images, in resumable parts, and the verdicts.
+
+    python -m reports.study run cq --seed 1     # one part: one half of the study, one seed
+    python -m reports.study status              # which parts are finished, which are missing
+    python -m reports.study verdicts            # the finished parts -> reports/study/claims.md, ...
+
+Halves: ``cq`` (profiles/study_cq.yaml) and ``burn`` (profiles/study_burn.yaml); each profile's
+``seeds`` are the study's seeds of that half, one part per seed.
+
+A part runs in its half's DVC workspace, a git worktree of this repository at ``.study/<half>``
+made when the half's first part starts, so that every seed of a half runs the same code (the
+commit is recorded). Its params.yaml is the half's profile with ``seeds: [S]`` and the data root
+made absolute. The part runs the half's pretraining stages and then the evaluation suites, each
+with ``dvc repro --single-item`` (the other half's stages never run): a killed part, started
+again, goes on from the stage it was in (DVC skips the finished ones). It then measures every
+arm of reports/claims.yaml the workspace holds for seed S (``reports.claims.harvest``) and writes
+``reports/study/parts/<half>-s<S>.json``: the numbers, the commit, the minutes. Commit that file:
+the verdicts read only finished parts, and a later sitting runs the missing ones.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from common import runs
+from common.checkpoint import atomic_write, write_json
+from common.config import cli_main, read_yaml_mapping
+from common.errors import ConfigError
+from reports import claims as claims_module
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = REPO / "reports" / "study"
+PARTS = STUDY / "parts"
+WORKSPACES = REPO / ".study"
+HALVES = {"cq": "profiles/study_cq.yaml", "burn": "profiles/study_burn.yaml"}
+# the pretraining stages of each half, by DVC stage-name prefix, in dvc.yaml order
+STAGE_PREFIXES = {"cq": ("cq_",),
+                  "burn": ("burn_teacher", "burn_stage1", "burn_stage2", "burn_distill", "burn_baseline")}
+
+
+def part_path(half: str, seed: int) -> Path:
+    return PARTS / f"{half}-s{seed}.json"
+
+
+def half_profile(half: str) -> dict:
+    if half not in HALVES:
+        raise ConfigError(f"half {half!r}: expected one of {', '.join(HALVES)}")
+    return read_yaml_mapping(REPO / HALVES[half], HALVES[half])
+
+
+def part_params(profile: dict, seed: int) -> dict:
+    """The profile as one part runs it: its one seed, the data root absolute (the workspace is
+    not where the profile's relative root points from)."""
+    if seed not in runs.profile_seeds(profile):
+        raise ConfigError(f"--seed {seed}: not a seed of this half (seeds: {runs.profile_seeds(profile)})")
+    data = dict(profile.get("data") or {})
+    data["root"] = str((REPO / data.get("root", "data")).resolve())
+    return {**profile, "seeds": [seed], "data": data}
+
+
+def workspace(half: str) -> Path:
+    """The half's worktree: made at HEAD by the first part, reused (same code) by the others."""
+    path = WORKSPACES / half
+    if not (path / "dvc.yaml").is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git("worktree", "prune")
+        git("worktree", "add", "--detach", str(path), "HEAD")
+    return path
+
+
+def git(*args: str, cwd: Path = REPO) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def dvc(ws: Path, *args: str, capture: bool = False) -> str:
+    """DVC in the workspace, with this interpreter's environment first on PATH (the stages run
+    `python -m ...`)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=ws, env=env, check=False,
+                          text=True, capture_output=capture)
+    if done.returncode != 0:
+        raise ConfigError(f"dvc {' '.join(args)} in {ws}: exit {done.returncode}"
+                          + (f": {done.stderr.strip().splitlines()[-1]}" if capture and done.stderr.strip() else ""))
+    return done.stdout if capture else ""
+
+
+def part_stages(half: str, ws: Path, params: dict) -> list[str]:
+    """check_profile, the half's pretraining stages (DVC's names, one seed), its evaluation suites."""
+    names = dvc(ws, "stage", "list", "--name-only", capture=True).split()
+    pretraining = [n for n in names if n.startswith(STAGE_PREFIXES[half])]
+    suites = [f"eval@{suite}" for suite in (params.get("eval") or {}).get("suites") or {}]
+    return ["check_profile", *pretraining, *suites]
+
+
+def run_part(half: str, seed: int) -> Path:
+    params = part_params(half_profile(half), seed)
+    ws = workspace(half)
+    commit = git("rev-parse", "HEAD", cwd=ws)
+    text = yaml.safe_dump(params, sort_keys=False)
+    if not (ws / "params.yaml").is_file() or (ws / "params.yaml").read_text() != text:
+        atomic_write(ws / "params.yaml", lambda tmp: tmp.write_text(text))
+    for folder in ("runs/cq", "runs/burn"):  # the evaluation stages depend on both
+        (ws / folder).mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    for stage in part_stages(half, ws, params):
+        print(f"[study {half} s{seed}] dvc repro -s {stage}", flush=True)
+        dvc(ws, "repro", "--single-item", stage)
+    values = claims_module.harvest(claims_module.load_claims(), params, ws / "runs")
+    measured = {key: {str(s): v for s, v in by_seed.items() if s == seed}
+                for key, by_seed in values.items()}
+    record = {"half": half, "seed": seed, "commit": commit, "profile": HALVES[half],
+              "minutes_this_sitting": round((time.time() - start) / 60, 1),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "values": {k: v for k, v in measured.items() if v}}
+    write_json(record, part_path(half, seed))
+    print(f"[study {half} s{seed}] finished -> {part_path(half, seed).relative_to(REPO)}")
+    return part_path(half, seed)
+
+
+def finished_parts() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))]
+
+
+def merged_values(parts: Sequence[dict]) -> dict[str, dict[str, object]]:
+    """measurement key -> {seed: value} over every finished part."""
+    values: dict[str, dict[str, object]] = {}
+    for part in parts:
+        for key, by_seed in part["values"].items():
+            values.setdefault(key, {}).update(by_seed)
+    return values
+
+
+def status_lines() -> list[str]:
+    lines = []
+    for half in HALVES:
+        for seed in runs.profile_seeds(half_profile(half)):
+            path = part_path(half, seed)
+            if path.is_file():
+                part = json.loads(path.read_text())
+                lines.append(f"{half} s{seed}: finished {part['finished']} at {part['commit'][:9]}")
+            else:
+                lines.append(f"{half} s{seed}: missing (python -m reports.study run {half} --seed {seed})")
+    return lines
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reports.study", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one part (one half, one seed); resumes a killed one")
+    run.add_argument("half", choices=sorted(HALVES))
+    run.add_argument("--seed", type=int, required=True)
+    sub.add_parser("status", help="finished and missing parts")
+    verdicts = sub.add_parser("verdicts", help="finished parts -> reports/study/ (values, verdicts, claims.md/.tex/.png)")
+    verdicts.add_argument("--out", default=str(STUDY))
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run_part(args.half, args.seed)
+    elif args.command == "status":
+        print("\n".join(status_lines()))
+    else:
+        values_file = Path(args.out) / "values.json"
+        write_json(merged_values(finished_parts()), values_file)
+        return claims_module.main(["--values", str(values_file), "--out", args.out])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
