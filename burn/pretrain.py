@@ -26,7 +26,9 @@ project's encoder.pt says its own).
 binary). BURN needs it; stage 2 also needs --init (stage 1's run folder or checkpoint.pt). The
 baselines default to 2 (one fully binary run). An FP backbone (the teacher) takes no stage.
 --teacher: BURN's and S2-BNN's FP teacher: a run folder / encoder.pt of this project, a MoCo v2
-checkpoint or a torchvision state dict (``burn.teacher``).
+checkpoint or a torchvision state dict (``burn.teacher``); a teacher run's folder holding s<seed>/
+folders gives the seed this run distils from (the teacher of its own seed, else the first of
+``burn.teacher.seeds``: one teacher shared by all seeds).
 
 Writes under --out, through ``common.engine.train``: encoder.pt (the binary / FP feature
 extractor, with meta ``backbone``, ``backbone_kwargs``, ``binary_stage`` saying how to rebuild
@@ -44,6 +46,7 @@ import torch
 from burn.method import BURN
 from burn.s2bnn import S2BNN
 from burn.teacher import load_fp_head, load_fp_trunk, read_head_state
+from common import runs
 from common.backbones import build_backbone
 from common.binary import binary_convs, set_binary_stage
 from common.checkpoint import save_checkpoint, write_json
@@ -163,10 +166,22 @@ def import_teacher(params: dict, backbone_name: str, out: str) -> dict:
     return metrics
 
 
+def resolve_teacher(params: dict, teacher: str | None) -> str | None:
+    """A teacher run's folder (holding s<seed>/ folders) -> the seed folder this run distils from
+    (runs.teacher_seed: its own seed's teacher, else the first of burn.teacher.seeds)."""
+    if teacher is None or not runs.seed_folders(Path(teacher)):
+        return teacher
+    folder = Path(teacher) / runs.seed_folder(runs.teacher_seed(params, seed_of(params)))
+    if not folder.is_dir():
+        raise ConfigError(f"--teacher {teacher}: no teacher run {folder.name} there (burn.teacher.seeds)")
+    return str(folder)
+
+
 def run(params: dict, method: str, backbone_name: str, out: str, stage: int | None = None,
         teacher: str | None = None, init: str | None = None, variant: str | None = None,
         as_teacher: bool = False) -> dict:
     cfg = section(params, "burn")
+    teacher = resolve_teacher(params, teacher)
     if as_teacher and (cfg.get("teacher") or {}).get("file"):
         return import_teacher(params, backbone_name, out)
     settings = train_settings(params, "burn", method)

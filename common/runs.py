@@ -8,9 +8,10 @@ A run is one pretraining (or an untrained network a table compares with). Its id
                 burn: <configuration>-stage1 / -stage2         burn-stage2, fs_l1-stage2
                       baseline-<method>                        baseline-s2bnn, baseline-byol
                       teacher-<method>-<backbone>              the FP teacher
+                      random_init-<student>                    the binary network, untrained
     precision   only for CQ runs at a precision set other than the profile's `precision`
                 (`cq.precision_sets`, CQ Tables 1, 8, 9 side by side)
-    seed        one of the profile's `seeds`
+    seed        one of the profile's `seeds`; the teacher's: one of `burn.teacher.seeds`
 
 and its folder, under which the run's stage writes encoder.pt, metrics.json, checkpoint.pt and
 dvclive/:
@@ -80,6 +81,10 @@ def teacher_name(method: str, backbone: str) -> str:
 # Runs and their folders
 # --------------------------------------------------------------------------------------------
 
+def seed_folder(seed: int) -> str:
+    return f"s{seed}"
+
+
 @dataclass(frozen=True)
 class Run:
     group: str
@@ -98,7 +103,7 @@ class Run:
         path = Path(self.group) / self.name
         if self.precision:
             path /= f"p{self.precision}"
-        return path / f"s{self.seed}"
+        return path / seed_folder(self.seed)
 
     @property
     def folder(self) -> Path:
@@ -189,7 +194,39 @@ def burn_main_keys(params: dict) -> list[str]:
 
 def burn_teacher_keys(params: dict) -> list[str]:
     teacher = (params.get("burn") or {}).get("teacher") or {}
-    return [f"burn/{teacher_name(teacher.get('method'), teacher.get('backbone'))}"]
+    return [f"burn/{teacher_name(teacher.get('method'), teacher.get('backbone'))}"] if teacher_seeds(params) else []
+
+
+def burn_random_init_keys(params: dict) -> list[str]:
+    student = (params.get("burn") or {}).get("student")
+    return [f"burn/{random_init_name(student)}"] if student else []
+
+
+def teacher_seeds(params: dict) -> list[int]:
+    """`burn.teacher.seeds`: the seeds the FP teacher is trained with ([]: no teacher); the
+    profile's `seeds` when the profile names none."""
+    seeds = ((params.get("burn") or {}).get("teacher") or {}).get("seeds")
+    if seeds is None:
+        return profile_seeds(params)
+    if (not isinstance(seeds, list) or len(set(seeds)) != len(seeds)
+            or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
+        raise ConfigError(f"burn.teacher.seeds: expected a list of distinct integers, e.g. [0], got {seeds!r}")
+    return seeds
+
+
+def teacher_seed(params: dict, seed: int) -> int:
+    """The teacher a student of `seed` distils from: the teacher of its own seed when there is one,
+    else the first of `burn.teacher.seeds` (one teacher shared by every seed, as the papers' fixed
+    pretrained teacher)."""
+    seeds = teacher_seeds(params)
+    if not seeds:
+        raise ConfigError("burn.teacher.seeds: empty, but a BURN or S2-BNN run needs the teacher")
+    return seed if seed in seeds else seeds[0]
+
+
+def key_seeds(key: str, params: dict) -> list[int]:
+    """The seeds a run key is trained with: the teacher's own, every other run the profile's."""
+    return teacher_seeds(params) if key in burn_teacher_keys(params) else profile_seeds(params)
 
 
 def pretraining_keys(params: dict) -> list[str]:
@@ -197,11 +234,11 @@ def pretraining_keys(params: dict) -> list[str]:
     burn = params.get("burn") or {}
     stage1 = [f"burn/{burn_stage_name(r, 1)}" for r in burn.get("runs", [])]
     return [*cq_keys(params), *cq_set_keys(params), *cq_random_init_keys(params), *burn_teacher_keys(params),
-            *stage1, *burn_keys(params)]
+            *burn_random_init_keys(params), *stage1, *burn_keys(params)]
 
 
 GROUPS = {"cq": cq_keys, "cq_sets": cq_set_keys, "cq_random_init": cq_random_init_keys, "burn": burn_keys,
-          "burn_main": burn_main_keys, "burn_teacher": burn_teacher_keys}
+          "burn_main": burn_main_keys, "burn_teacher": burn_teacher_keys, "burn_random_init": burn_random_init_keys}
 
 
 def expand(entries: Iterable[str], params: dict) -> list[str]:

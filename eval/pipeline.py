@@ -40,8 +40,9 @@ Checkpoint groups (common.runs.GROUPS), from the pretraining lists of the same p
 the CQ runs at the other sets of ``cq.precision_sets``, ``cq_random_init`` = each CQ backbone
 untrained (CQ Table 8's "No SSL Training"), ``burn`` = the final (stage 2) BURN runs of
 ``burn.runs``, S2-BNN and the binary baselines, ``burn_main`` = the same without the ablations
-(burn-stage2, S2-BNN, baselines), ``burn_teacher`` = the FP teacher. Every run is evaluated on
-each of its seeds.
+(burn-stage2, S2-BNN, baselines), ``burn_teacher`` = the FP teacher, ``burn_random_init`` = the
+binary student untrained. Every run is evaluated on each of its seeds (the teacher: on each of
+``burn.teacher.seeds``).
 
 Every item goes through :mod:`eval.guard`: a checkpoint whose pretraining diverged gets a
 metrics.json with status "not run (pretraining diverged)" instead of an evaluation.
@@ -138,19 +139,18 @@ def plan(params: dict, suite: str, section: str = "suites") -> list[dict]:
     (`together`) takes each run's first seed."""
     cfg = suite_config(params, suite, section)
     keys = expand_checkpoints(cfg["checkpoints"], params)
-    seeds = runs.profile_seeds(params)
     base = dict(cfg.get("args") or {})
     positional = [str(p) for p in cfg.get("positional") or []]
     variants = cfg.get("variants") or {None: {}}
     if cfg.get("together"):
         out = EVAL_ROOT / suite
-        first = [runs.runs_of(k, seeds[:1])[0] for k in keys]
+        first = [runs.runs_of(k, runs.key_seeds(k, params)[:1])[0] for k in keys]
         encoders = [str(r.encoder) for r in first]
         argv = [a for r in first for a in ("--encoder", str(r.encoder), "--name", r.name)]
         argv += to_argv({**with_data_root(base, params), "out": str(out)})
         return [{"cli": cfg["cli"], "argv": argv + positional, "out": out, "encoders": encoders}]
     calls = []
-    for run in (r for k in keys for r in runs.runs_of(k, seeds)):
+    for run in (r for k in keys for r in runs.runs_of(k, runs.key_seeds(k, params))):
         encoder = str(run.encoder)
         for variant, extra in variants.items():
             out = run.eval_folder(suite, variant)

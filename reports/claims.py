@@ -212,16 +212,39 @@ def judge(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]],
 # Measurements from the runs (the run contract, common/runs.py)
 # --------------------------------------------------------------------------------------------
 
+TEACHER = {"paper": "burn", "run": "teacher"}  # BURN's FP teacher: its own kNN / linear top-1 are reported
+
+
+def untrained_of(arm: Mapping[str, Any]) -> dict:
+    """The untrained network an arm starts from (the reference of the sanity line)."""
+    if arm.get("paper") == "cq":
+        return {**arm, "variant": "untrained", "precision": None}
+    return {"paper": "burn", "run": "untrained"}
+
+
+def is_untrained(arm: Mapping[str, Any]) -> bool:
+    return "untrained" in (arm.get("variant"), arm.get("run"))
+
+
 def run_key(arm: Mapping[str, Any], params: Mapping[str, Any]) -> str:
     """The run key of an arm in a profile: CQ arms on the profile's first CQ backbone (`untrained`:
-    its random_init run); BURN arms by configuration (stage 2) or baseline name."""
+    its random_init run); BURN arms by configuration (stage 2) or baseline name (`untrained`: the
+    binary student's random_init run, `teacher`: the FP teacher)."""
     if arm.get("paper") == "cq":
         backbone = ((params.get("cq") or {}).get("backbones") or ["?"])[0]
         name = (runs.random_init_name(backbone) if arm["variant"] == "untrained"
                 else runs.cq_name(arm["method"], arm["variant"], backbone))
         return f"cq/{name}" + (f"@{arm['precision']}" if arm.get("precision") else "")
-    configurations = ((params.get("burn") or {}).get("variants") or {})
-    name = runs.burn_stage_name(arm["run"], 2) if arm["run"] in configurations else runs.baseline_name(arm["run"])
+    burn = params.get("burn") or {}
+    teacher = burn.get("teacher") or {}
+    if arm["run"] == "untrained":
+        name = runs.random_init_name(burn.get("student", "?"))
+    elif arm["run"] == "teacher":
+        name = runs.teacher_name(teacher.get("method", "?"), teacher.get("backbone", "?"))
+    elif arm["run"] in (burn.get("variants") or {}):
+        name = runs.burn_stage_name(arm["run"], 2)
+    else:
+        name = runs.baseline_name(arm["run"])
     return f"burn/{name}"
 
 
@@ -259,13 +282,13 @@ def measure(key: str, what: Mapping[str, Any], root: Path) -> dict[int, Any]:
 
 
 def sanity_arms(claims: Sequence[Claim]) -> dict[str, tuple[dict, dict]]:
-    """arm name -> (arm, its untrained network) for every trained CQ arm of the claims (the
-    untrained network is the profile's random_init run of the same backbone and seed)."""
+    """arm name -> (arm, its untrained network) for every trained arm of the claims (the untrained
+    network is the profile's random_init run of the same backbone and seed)."""
     out = {}
     for claim in claims:
         for arm in (claim.a, claim.b):
-            if arm.get("paper") == "cq" and arm["variant"] != "untrained":
-                out.setdefault(arm_name(arm), (arm, {**arm, "variant": "untrained", "precision": None}))
+            if not is_untrained(arm):
+                out.setdefault(arm_name(arm), (arm, untrained_of(arm)))
     return out
 
 
@@ -273,7 +296,7 @@ def harvest(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = run
     """measurement key -> {seed: value}, from the runs folder: every arm of every claim, and the
     kNN and linear top-1 of every arm the sanity line compares (and of its untrained network)."""
     wanted = [(arm, claim.eval) for claim in claims for arm in (claim.a, claim.b)]
-    wanted += [(arm, {"suite": suite, "key": "top1"}) for pair in sanity_arms(claims).values()
+    wanted += [(arm, {"suite": suite, "key": "top1"}) for pair in [*sanity_arms(claims).values(), (TEACHER,)]
                for arm in pair for suite in SANITY_SUITES]
     values: dict[str, dict] = {}
     for arm, what in wanted:
@@ -285,7 +308,7 @@ def harvest(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = run
 
 def sanity(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]]) -> dict[str, dict]:
     """arm name -> {"knn": margin, "linear": margin}: the mean over seeds of trained minus untrained
-    top-1 (points) of every CQ arm that `values` holds both numbers for on some seed."""
+    top-1 (points) of every arm that `values` holds both numbers for on some seed."""
     out: dict[str, dict] = {}
     for name, (arm, untrained) in sanity_arms(claims).items():
         margins = {}
@@ -301,9 +324,50 @@ def sanity(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]]) -> 
     return out
 
 
+def sanity_rows(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]]) -> list[dict]:
+    """The sanity line per measured arm: mean kNN / linear top-1 over its seeds (percent) and the
+    mean margin over its untrained network; the FP teacher (no margin) last."""
+    margins = sanity(claims, values)
+    arms = [(name, arm) for name, (arm, _) in sanity_arms(claims).items()] + [("burn/teacher (FP)", TEACHER)]
+    rows = []
+    for name, arm in arms:
+        row: dict[str, Any] = {"arm": name, "passes": None}
+        for suite in SANITY_SUITES:
+            found = [_number(v) for v in values.get(measurement_key(arm, {"suite": suite, "key": "top1"}), {}).values()]
+            found = [100 * v for v in found if v is not None]
+            row[suite] = sum(found) / len(found) if found else None
+            row[f"{suite}_n"] = len(found)
+            row[f"{suite}_margin"] = margins.get(name, {}).get(suite)
+        if row["knn"] is None and row["linear"] is None:
+            continue
+        if name in margins:
+            row["passes"] = all(m >= SANITY_POINTS for m in margins[name].values())
+        rows.append(row)
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # Rendering
 # --------------------------------------------------------------------------------------------
+
+def sanity_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return ""
+
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{x:.2f}"
+
+    lines = ["| arm | seeds | kNN top-1 | kNN − untrained | linear top-1 | linear − untrained | passes |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        passes = {True: "yes", False: "**no**", None: "–"}[r["passes"]]
+        lines.append(f"| {r['arm']} | {max(r['knn_n'], r['linear_n'])} | {pct(r['knn'])} | {_fmt(r['knn_margin'])} | "
+                     f"{pct(r['linear'])} | {_fmt(r['linear_margin'])} | {passes} |")
+    return (f"\n## Sanity line\n\nEvery trained arm must beat its untrained network by {SANITY_POINTS:.0f} points in "
+            "kNN and in linear top-1 (means over seeds of the paired margins); an arm that does not makes its "
+            "claims \"not testable at this scale\". The FP teacher of BURN is listed with its own accuracy.\n\n"
+            + "\n".join(lines) + "\n")
+
 
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"{x:+.{digits}f}"
@@ -413,7 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     write_json({"values": values, "sanity": margins}, out / "values.json")
     write_json(rows, out / "verdicts.json")
-    atomic_write(out / "claims.md", lambda tmp: tmp.write_text(to_markdown(rows)))
+    page = to_markdown(rows) + sanity_markdown(sanity_rows(claims, values))
+    atomic_write(out / "claims.md", lambda tmp: tmp.write_text(page))
     atomic_write(out / "claims.tex", lambda tmp: tmp.write_text(to_latex(rows)))
     draw_figure(rows, out / "claims.png")
     print(f"{len(rows)} claims -> {out}")

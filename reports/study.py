@@ -8,9 +8,9 @@ Halves: ``cq`` (profiles/study_cq.yaml) and ``burn`` (profiles/study_burn.yaml);
 ``seeds`` are the study's seeds of that half, one part per seed.
 
 A part runs in its half's DVC workspace, a git worktree of this repository at ``.study/<half>``
-made when the half's first part starts, so that every seed of a half runs the same code (the
-commit is recorded). Its params.yaml is the half's profile with ``seeds: [S]`` and the data root
-made absolute. The part runs the half's pretraining stages and then the evaluation suites, each
+made when the half's first part starts, so that every seed of a half runs the same code and
+profile (the commit is recorded). Its params.yaml is the half's profile, as committed there, with
+``seeds: [S]`` and the data root made absolute. The part runs the half's pretraining stages and then the evaluation suites, each
 with ``dvc repro --single-item`` (the other half's stages never run): a killed part, started
 again, goes on from the stage it was in (DVC skips the finished ones). It then measures every
 arm of reports/claims.yaml the workspace holds for seed S (``reports.claims.harvest``) and writes
@@ -43,7 +43,8 @@ WORKSPACES = REPO / ".study"
 HALVES = {"cq": "profiles/study_cq.yaml", "burn": "profiles/study_burn.yaml"}
 # the pretraining stages of each half, by DVC stage-name prefix, in dvc.yaml order
 STAGE_PREFIXES = {"cq": ("cq_",),
-                  "burn": ("burn_teacher", "burn_stage1", "burn_stage2", "burn_distill", "burn_baseline")}
+                  "burn": ("burn_teacher", "burn_random_init", "burn_stage1", "burn_stage2", "burn_distill",
+                           "burn_baseline")}
 
 
 def part_path(half: str, seed: int) -> Path:
@@ -101,8 +102,9 @@ def part_stages(half: str, ws: Path, params: dict) -> list[str]:
 
 
 def run_part(half: str, seed: int) -> Path:
-    params = part_params(half_profile(half), seed)
+    half_profile(half)  # a known half
     ws = workspace(half)
+    params = part_params(read_yaml_mapping(ws / HALVES[half], HALVES[half]), seed)  # the workspace's own
     commit = git("rev-parse", "HEAD", cwd=ws)
     text = yaml.safe_dump(params, sort_keys=False)
     if not (ws / "params.yaml").is_file() or (ws / "params.yaml").read_text() != text:

@@ -126,7 +126,8 @@ def test_cli_writes_the_table_the_latex_and_the_figure(tmp_path):
         both_a = any(c.b == other.a and c.eval == other.eval for other in claims)
         assert row["verdict"] == (C.INCONCLUSIVE if both_a else C.HOLDS), row["id"]
     md = (tmp_path / "out" / "claims.md").read_text()
-    assert md.count("\n| ") == len(rows) + 1 and "holds" in md
+    verdict_table = md.split("## Sanity line")[0]
+    assert verdict_table.count("\n| ") == len(rows) + 1 and "holds" in md
     assert r"\begin{tabular}" in (tmp_path / "out" / "claims.tex").read_text()
     assert (tmp_path / "out" / "claims.png").stat().st_size > 5000
 
@@ -143,7 +144,8 @@ def fake_run(root, rel, seed, metrics=None, grad=None):
 
 
 def test_measurements_come_from_the_runs_through_the_run_contract(tmp_path):
-    params = {"precision": "6-16", "cq": {"backbones": ["r20"]}, "burn": {"variants": {"burn": {}}}}
+    params = {"precision": "6-16", "cq": {"backbones": ["r20"]},
+              "burn": {"variants": {"burn": {}}, "student": "bnn", "teacher": {"method": "mocov2", "backbone": "r18"}}}
     for seed in (0, 1):
         fake_run(tmp_path, "cq/simclr-baseline-r20", seed, {"status": "ok"}, grad=[1.0, 2.0])
         fake_run(tmp_path, "cq/simclr-cq_c-r20", seed, {"status": "ok", "method": {"precision_set": list(range(6, 17))}},
@@ -153,6 +155,9 @@ def test_measurements_come_from_the_runs_through_the_run_contract(tmp_path):
             fake_run(tmp_path, f"eval/knn/{rel}", seed, {"status": "ok", "top1": knn})
             fake_run(tmp_path, f"eval/linear/{rel}", seed, {"status": "ok", "top1": linear})
     fake_run(tmp_path, "eval/linear/burn/burn-stage2", 0, {"status": "not run (pretraining diverged)"})
+    for rel, top1 in (("burn/baseline-s2bnn", 0.35), ("burn/random_init-bnn", 0.30), ("burn/teacher-mocov2-r18", 0.55)):
+        for suite in ("knn", "linear"):
+            fake_run(tmp_path, f"eval/{suite}/{rel}", 0, {"status": "ok", "top1": top1})
     claims = [c for c in C.load_claims() if c.id in ("cq_c_vs_simclr_linear", "cq_b_gradient_explosion", "burn_vs_s2bnn")]
     values = C.harvest(claims, params, tmp_path)
     assert values["cq/simclr/cq_c linear:top1"] == {0: 0.50, 1: 0.50}
@@ -164,5 +169,13 @@ def test_measurements_come_from_the_runs_through_the_run_contract(tmp_path):
     margins = C.sanity(claims, values)
     assert margins["cq/simclr/cq_c"] == {"knn": pytest.approx(14.5), "linear": pytest.approx(20.0)}
     assert margins["cq/simclr/baseline"] == {"knn": pytest.approx(12.0), "linear": pytest.approx(15.0)}
+    assert margins["burn/s2bnn"] == {"knn": pytest.approx(5.0), "linear": pytest.approx(5.0)}  # vs its random init
     row = C.judge(claims[:1], values, margins)[0]
     assert row["id"] == "cq_c_vs_simclr_linear" and row["n"] == 2 and row["mean"] == pytest.approx(5.0)
+    assert C.judge(claims[2:], values, margins)[0]["verdict"] == C.NOT_TESTABLE  # burn_vs_s2bnn: s2bnn < +10
+    table = {r["arm"]: r for r in C.sanity_rows(claims, values)}
+    assert table["cq/simclr/cq_c"]["passes"] is True and table["burn/s2bnn"]["passes"] is False
+    assert table["burn/teacher (FP)"]["linear"] == pytest.approx(55.0) and table["burn/teacher (FP)"]["passes"] is None
+    assert "burn/burn" not in table  # no number on any seed: not listed
+    page = C.sanity_markdown(C.sanity_rows(claims, values))
+    assert "| burn/s2bnn | 1 | 35.00 | +5.00 | 35.00 | +5.00 | **no** |" in page

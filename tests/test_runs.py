@@ -59,15 +59,43 @@ def dvc_outputs(tmp_path: Path, profile: Path) -> set[str]:
     return set(done.stdout.split())
 
 
-@pytest.mark.parametrize("profile", ["smoke", "mini", "paper_small_data"])
+@pytest.mark.parametrize("profile", ["smoke", "mini", "paper_small_data", "study_cq", "study_burn"])
 def test_dvc_yaml_writes_exactly_the_runs_the_contract_names(tmp_path, profile):
     path = REPO / "profiles" / f"{profile}.yaml"
     params = yaml.safe_load(path.read_text())
     expected = {str(r.encoder) for key in runs.pretraining_keys(params)
-                for r in runs.runs_of(key, runs.profile_seeds(params))}
+                for r in runs.runs_of(key, runs.key_seeds(key, params))}
     written = {o for o in dvc_outputs(tmp_path, path) if o.endswith("/encoder.pt")}
     assert written == expected
-    assert len(expected) == len(runs.pretraining_keys(params)) * len(runs.profile_seeds(params))
+    assert len(expected) == sum(len(runs.key_seeds(k, params)) for k in runs.pretraining_keys(params))
+
+
+def test_one_teacher_serves_every_seed_unless_each_seed_has_its_own():
+    shared = {"seeds": [1, 2, 3], "burn": {"teacher": {"method": "mocov2", "backbone": "r18", "seeds": [1]}}}
+    assert [runs.teacher_seed(shared, s) for s in (1, 2, 3)] == [1, 1, 1]
+    assert runs.key_seeds("burn/teacher-mocov2-r18", shared) == [1]
+    assert runs.key_seeds("burn/burn-stage2", shared) == [1, 2, 3]
+    own = {"seeds": [0, 1], "burn": {"teacher": {"method": "mocov2", "backbone": "r18"}}}  # default: the seeds
+    assert [runs.teacher_seed(own, s) for s in (0, 1)] == [0, 1]
+    none = {"seeds": [0], "burn": {"teacher": {"method": "mocov2", "backbone": "r18", "seeds": []}}}
+    assert runs.burn_teacher_keys(none) == []
+    with pytest.raises(ConfigError, match="burn.teacher.seeds: empty"):
+        runs.teacher_seed(none, 0)
+    with pytest.raises(ConfigError, match="burn.teacher.seeds: expected a list"):
+        runs.teacher_seeds({"burn": {"teacher": {"seeds": 0}}})
+
+
+def test_a_student_given_the_teacher_folder_reads_the_teacher_of_its_seed(tmp_path):
+    from burn.pretrain import resolve_teacher
+
+    for seed in (0, 1):
+        (tmp_path / "teacher" / f"s{seed}").mkdir(parents=True)
+    params = {"seed": 2, "seeds": [0, 2], "burn": {"teacher": {"seeds": [0, 1]}}}
+    assert resolve_teacher(params, str(tmp_path / "teacher")) == str(tmp_path / "teacher" / "s0")
+    assert resolve_teacher({**params, "seed": 1}, str(tmp_path / "teacher")) == str(tmp_path / "teacher" / "s1")
+    assert resolve_teacher(params, str(tmp_path / "teacher" / "s1")) == str(tmp_path / "teacher" / "s1")  # a run folder
+    with pytest.raises(ConfigError, match="no teacher run s3"):
+        resolve_teacher({"seed": 3, "burn": {"teacher": {"seeds": [3]}}}, str(tmp_path / "teacher"))
 
 
 PACKAGES = ("common", "cq", "burn", "eval", "reports", "bench")

@@ -1,4 +1,4 @@
-"""cq.random_init: CQ Table 8's "No SSL Training" encoder is exactly the weights every CQ run of
+"""common.random_init: CQ Table 8's "No SSL Training" encoder is exactly the weights every CQ run of
 the same seed starts from, and it loads wherever a pretrained encoder does."""
 import json
 
@@ -7,7 +7,7 @@ import torch
 from common.backbones import build_backbone
 from common.engine import load_encoder
 from cq.pretrain import build_cq
-from cq.random_init import main
+from common.random_init import main
 
 SMOKE = "profiles/smoke.yaml"
 
@@ -35,3 +35,27 @@ def test_random_init_is_the_common_starting_point(tmp_path):
 def test_unknown_backbone_is_one_clear_error(tmp_path, capsys):
     assert main(["--backbone", "nope", "--out", str(tmp_path / "r"), "--params", SMOKE]) == 2
     assert capsys.readouterr().err.startswith("error: ") and not (tmp_path / "r").exists()
+
+
+def test_the_untrained_binary_student_is_where_every_burn_run_of_the_seed_starts(tmp_path):
+    from burn.pretrain import build_method
+    from common.binary import get_binary_stage
+    from common.config import load_params
+
+    out = tmp_path / "b"
+    assert main(["--section", "burn", "--backbone", "reactnet_a", "--out", str(out), "--params", SMOKE, "seed=3"]) == 0
+    saved = load_encoder(out / "encoder.pt")
+    assert saved["backbone_kwargs"] == {"width": 0.125, "small_images": True} and saved["binary_stage"] == 2
+    params = load_params(SMOKE, ["seed=3"])
+    model, _ = build_method(params, "mocov2", "reactnet_a", None, None, None, None, 10)
+    start = model.backbone.state_dict()
+    assert set(saved["state_dict"]) == set(start)
+    assert all(torch.equal(saved["state_dict"][k], start[k]) for k in start)
+    net = build_backbone("reactnet_a", **saved["backbone_kwargs"])
+    load_encoder(out / "encoder.pt", net)
+    assert get_binary_stage(net) == 2
+
+
+def test_an_unknown_section_is_one_clear_error(tmp_path, capsys):
+    assert main(["--section", "bnn", "--backbone", "cifar_resnet20", "--out", str(tmp_path / "r"), "--params", SMOKE]) == 2
+    assert "--section 'bnn'" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -1,0 +1,59 @@
+"""reports/study.py: the claims study's parts (one half, one seed) and the verdicts from finished parts."""
+import json
+from pathlib import Path
+
+import pytest
+
+from common.errors import ConfigError
+from reports import claims as C
+from reports import study
+
+
+def test_a_part_runs_its_half_for_one_seed_with_the_data_root_made_absolute():
+    profile = study.half_profile("cq")
+    params = study.part_params(profile, profile["seeds"][1])
+    assert params["seeds"] == [profile["seeds"][1]]
+    assert Path(params["data"]["root"]).is_absolute() and Path(params["data"]["root"]).name == "data"
+    assert params["cq"] == profile["cq"] and profile["seeds"] != params["seeds"]  # the profile is not changed
+    with pytest.raises(ConfigError, match="--seed 99: not a seed of this half"):
+        study.part_params(profile, 99)
+    with pytest.raises(ConfigError, match="half 'x'"):
+        study.half_profile("x")
+
+
+def test_both_halves_keep_the_pilot_seed_out_and_pair_their_seeds():
+    seeds = {half: study.half_profile(half)["seeds"] for half in study.HALVES}
+    assert seeds["cq"] == seeds["burn"] and len(seeds["cq"]) >= 3 and 0 not in seeds["cq"]
+
+
+def part(half, seed, values):
+    return {"half": half, "seed": seed, "commit": "0" * 40, "profile": study.HALVES[half],
+            "minutes_this_sitting": 1.0, "finished": "2026-01-01T00:00:00Z", "values": values}
+
+
+def test_verdicts_merge_the_finished_parts_seed_by_seed(tmp_path, monkeypatch):
+    claim = next(c for c in C.load_claims() if c.id == "cq_c_vs_simclr_linear")
+    a, b = (C.measurement_key(arm, claim.eval) for arm in (claim.a, claim.b))
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for seed, (va, vb) in {1: (0.52, 0.50), 2: (0.53, 0.50), 3: (0.525, 0.50)}.items():
+        (parts / f"cq-s{seed}.json").write_text(json.dumps(part("cq", seed, {a: {str(seed): va}, b: {str(seed): vb}})))
+    monkeypatch.setattr(study, "PARTS", parts)
+    merged = study.merged_values(study.finished_parts())
+    assert merged[a] == {"1": 0.52, "2": 0.53, "3": 0.525}
+    assert study.main(["verdicts", "--out", str(tmp_path / "out")]) == 0
+    rows = {r["id"]: r for r in json.loads((tmp_path / "out" / "verdicts.json").read_text())}
+    assert rows["cq_c_vs_simclr_linear"]["n"] == 3 and rows["cq_c_vs_simclr_linear"]["verdict"] == C.HOLDS
+    assert rows["burn_vs_mocov2"]["verdict"] == C.NOT_RUN
+    assert "cq_c_vs_simclr_linear" in (tmp_path / "out" / "claims.md").read_text()
+
+
+def test_status_names_the_finished_parts_and_the_command_for_each_missing_one(tmp_path, monkeypatch):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    seed = study.half_profile("cq")["seeds"][0]
+    (parts / f"cq-s{seed}.json").write_text(json.dumps(part("cq", seed, {})))
+    monkeypatch.setattr(study, "PARTS", parts)
+    lines = study.status_lines()
+    assert f"cq s{seed}: finished 2026-01-01T00:00:00Z at 000000000" in lines
+    assert any(line.endswith("(python -m reports.study run burn --seed %d)" % seed) for line in lines)
