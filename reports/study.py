@@ -1,6 +1,6 @@
 """The claims study: the pre-registered runs on real images, in resumable parts, and the verdicts.
 
-    python -m reports.study run cq --seed 1     # one part: one half of the study, one seed
+    python -m reports.study run cq --seed 1     # one part: one half of the study, one seed (repeat --seed: several)
     python -m reports.study status              # which parts are finished, which are missing
     python -m reports.study verdicts            # the finished parts -> reports/study/claims.md, ...
 
@@ -127,6 +127,17 @@ def run_part(half: str, seed: int) -> Path:
     return part_path(half, seed)
 
 
+def claims_in_scope(params: dict) -> list[str]:
+    """The ids of the claims whose two arms a half's profile trains (at its own precision set)."""
+    trained = set(runs.pretraining_keys(params))
+
+    def runs_it(arm: dict) -> bool:
+        key, _, precision = claims_module.run_key(arm, params).partition("@")
+        return key in trained and precision in ("", str(params.get("precision")))
+
+    return [c.id for c in claims_module.load_claims() if runs_it(c.a) and runs_it(c.b)]
+
+
 def finished_parts() -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))]
 
@@ -143,6 +154,7 @@ def merged_values(parts: Sequence[dict]) -> dict[str, dict[str, object]]:
 def status_lines() -> list[str]:
     lines = []
     for half in HALVES:
+        lines.append(f"{half} half tests: {', '.join(claims_in_scope(half_profile(half)))}")
         for seed in runs.profile_seeds(half_profile(half)):
             path = part_path(half, seed)
             if path.is_file():
@@ -157,15 +169,16 @@ def status_lines() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports.study", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run one part (one half, one seed); resumes a killed one")
+    run = sub.add_parser("run", help="run parts of one half, one seed each, in order; resumes a killed one")
     run.add_argument("half", choices=sorted(HALVES))
-    run.add_argument("--seed", type=int, required=True)
+    run.add_argument("--seed", type=int, action="append", required=True, help="repeat for several parts")
     sub.add_parser("status", help="finished and missing parts")
     verdicts = sub.add_parser("verdicts", help="finished parts -> reports/study/ (values, verdicts, claims.md/.tex/.png)")
     verdicts.add_argument("--out", default=str(STUDY))
     args = parser.parse_args(argv)
     if args.command == "run":
-        run_part(args.half, args.seed)
+        for seed in args.seed:
+            run_part(args.half, seed)
     elif args.command == "status":
         print("\n".join(status_lines()))
     else:

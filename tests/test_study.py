@@ -26,6 +26,13 @@ def test_both_halves_keep_the_pilot_seed_out_and_pair_their_seeds():
     assert seeds["cq"] == seeds["burn"] and len(seeds["cq"]) >= 3 and 0 not in seeds["cq"]
 
 
+def test_the_halves_test_the_claims_their_profiles_announce():
+    assert study.claims_in_scope(study.half_profile("cq")) == [
+        "cq_c_vs_simclr_ft_fp10", "cq_c_vs_simclr_ft_fp1", "cq_c_vs_simclr_ft_4bit10", "cq_c_vs_simclr_linear",
+        "cq_a_vs_simclr_linear", "cq_c_vs_cq_a", "cq_quant_vs_no_ssl"]
+    assert study.claims_in_scope(study.half_profile("burn")) == ["burn_vs_mocov2", "burn_lowshot_k1_vs_mocov2"]
+
+
 def part(half, seed, values):
     return {"half": half, "seed": seed, "commit": "0" * 40, "profile": study.HALVES[half],
             "minutes_this_sitting": 1.0, "finished": "2026-01-01T00:00:00Z", "values": values}
