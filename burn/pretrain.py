@@ -54,18 +54,14 @@ from common.config import cli_main, load_params, section, seed_of, train_setting
 from common.data import build_dataset
 from common.engine import TrainConfig, train
 from common.errors import ConfigError
+from common.methods import registry
 from common.provenance import provenance
-from common.methods.byol import BYOL
-from common.methods.mocov2 import MoCoV2
-from common.methods.simclr import SimCLR
-from common.methods.supervised import Supervised
-from common.methods.swav import SwAV
 from common.views import build_views
 
-BASELINES = {"supervised": Supervised, "byol": BYOL, "swav": SwAV, "mocov2": MoCoV2,
-             "simclrv2": SimCLR, "infomin": MoCoV2}
-METHODS = ("burn", "s2bnn", *BASELINES)
-DEFAULT_KWARGS = {"simclrv2": {"num_layers": 3}}  # SimCLRv2 = SimCLR with a 3-layer head
+def methods() -> tuple[str, ...]:
+    """BURN, S2-BNN, and every registered base method (a baseline on the binary network, or the
+    FP teacher)."""
+    return ("burn", "s2bnn", *registry.list_methods())
 
 
 def views_for(cfg: dict, method: str):
@@ -77,7 +73,7 @@ def views_for(cfg: dict, method: str):
 
 
 def method_kwargs(cfg: dict, method: str, variant: str | None) -> dict:
-    kwargs = {**DEFAULT_KWARGS.get(method, {}), **(cfg.get("methods", {}).get(method) or {})}
+    kwargs = dict(cfg.get("methods", {}).get(method) or {})
     if method == "burn":
         variants = cfg.get("variants") or {}
         if variant not in variants:
@@ -100,8 +96,8 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
                  init: str | None, variant: str | None, total_steps: int | None):
     """(method, facts for the metrics / encoder meta) of one run."""
     cfg = section(params, "burn")
-    if method not in METHODS:
-        raise ConfigError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    if method not in methods():
+        raise ConfigError(f"--method {method!r}: expected one of {', '.join(methods())}")
     if (teacher is not None) != (method in ("burn", "s2bnn")):
         raise ConfigError(f"--teacher: {'required' if teacher is None else 'not used'} for --method {method}")
     if init is not None and not (method == "burn" and stage == 2):
@@ -137,7 +133,7 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
         model = S2BNN(student, trunk, load_fp_head(teacher), views, stage=stage, **kwargs)
         facts["teacher"] = info
         return model, facts
-    return BASELINES[method](student, views, **kwargs), facts
+    return registry.build_method(method, student, views, **kwargs), facts
 
 
 def import_teacher(params: dict, backbone_name: str, out: str) -> dict:
@@ -205,7 +201,7 @@ def run(params: dict, method: str, backbone_name: str, out: str, stage: int | No
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m burn.pretrain", description=__doc__.splitlines()[0])
-    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--method", required=True, choices=methods())
     parser.add_argument("--backbone", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--stage", type=int, choices=(1, 2), default=None)

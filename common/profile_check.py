@@ -63,10 +63,17 @@ def validate_params(params: dict) -> None:
             parse_precision_set(spec)
         except ConfigError as err:
             raise ConfigError(f"cq.precision_sets.sets: {err}") from None
+    from common.methods import registry
+
+    known = {"cq": registry.cq_methods(), "burn": ["burn", "s2bnn", *registry.list_methods()]}
     for paper, methods in (("cq", section(params, "cq.methods") if "cq" in params else []),
                            ("burn", burn_methods(params) if "burn" in params else [])):
         if not isinstance(methods, list):
             raise ConfigError(f"{paper}.methods: expected a list of method names, got {methods!r}")
+        unknown = [m for m in methods if m not in known[paper]]
+        if unknown:
+            raise ConfigError(f"{paper}: method {unknown[0]!r} is not registered for this paper; expected one "
+                              f"of {known[paper]} (common/methods/registry.py)")
         if methods:  # the shared settings first, so that a fault is named where it is written
             TrainConfig.from_dict({"seed": seed, **section(params, f"{paper}.train")}, where=f"{paper}.train")
         for method in methods:

@@ -1,6 +1,8 @@
 """Contrastive Quant on top of SimCLR or BYOL (CQ Sec. 3.3-3.4; docs/protocols.md section 1).
 
-`ContrastiveQuant(base, variant, precisions)` wraps a base method that supplies "NCE":
+`ContrastiveQuant(base, variant, precisions)` wraps a base method that supplies "NCE" through the
+base class's CQ interface (`common.methods.base.Method`: `cq_encode`, `target_network`,
+`cq_target`, `nce`), so any method that implements it runs under CQ. The two the paper uses:
 
 - SimCLR: NCE(f_a, f_b) = NT-Xent of the projections of the two features (CQ Sec. 3.4).
 - BYOL: NCE(f_a, f_b) = BYOL's symmetrised normalized MSE: the online network (backbone,
@@ -35,7 +37,6 @@ Choices made where the paper is silent (all parameters):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import islice
 from typing import Sequence
 
@@ -44,22 +45,12 @@ import torch.nn as nn
 
 from common.bn_reestimation import reestimate_batchnorm
 from common.errors import ConfigError
-from common.losses import nt_xent
-from common.methods.base import Method, StepOutput
-from common.methods.byol import BYOL, byol_pair_loss
-from common.methods.simclr import SimCLR
+from common.methods.base import Encoding, Method, StepOutput
 from common.quant import (MAX_BITS, QuantConfig, parse_precision_set, plain_state_dict,
                           quantize_model, sample_precisions, set_precision)
 from cq.objectives import Key, Plan, check_variant, needs_precisions, plan
 
 TARGET_PRECISIONS = ("match", "fp")
-
-
-@dataclass
-class Encoded:
-    features: torch.Tensor  # backbone output h
-    online: torch.Tensor  # SimCLR: projection z; BYOL: prediction p
-    target: torch.Tensor | None = None  # BYOL: target projection z'
 
 
 BN_REESTIMATION_BATCHES = 20  # training batches of the FP BatchNorm re-estimation (finish_training)
@@ -75,8 +66,9 @@ class ContrastiveQuant(Method):
                  target_precision: str = "match", seed: int = 0,
                  bn_reestimation_batches: int = BN_REESTIMATION_BATCHES):
         nn.Module.__init__(self)  # the backbone belongs to `base`; not registered twice
-        if not isinstance(base, (SimCLR, BYOL)):
-            raise ConfigError(f"cq base method: expected SimCLR or BYOL, got {type(base).__name__}")
+        if not base.supports_cq():
+            raise ConfigError(f"cq base method: {type(base).__name__} has no NCE for Contrastive Quant "
+                              "(Method.cq_encode / nce); SimCLR and BYOL have")
         if target_precision not in TARGET_PRECISIONS:
             raise ConfigError(f"cq target_precision: expected one of {TARGET_PRECISIONS}, got {target_precision!r}")
         self.base = base
@@ -85,7 +77,7 @@ class ContrastiveQuant(Method):
         self.target_precision = target_precision
         self.channels_last = False
         quant = quant or QuantConfig()
-        self.quantized = [base.backbone] + ([base.target_backbone] if isinstance(base, BYOL) else [])
+        self.quantized = [base.backbone] + ([base.target_network()] if base.target_network() is not None else [])
         for net in self.quantized:
             quantize_model(net, keep_fp=keep_fp, config=quant, precisions=self.precisions)
         if isinstance(bn_reestimation_batches, bool) or not isinstance(bn_reestimation_batches, int) \
@@ -160,23 +152,17 @@ class ContrastiveQuant(Method):
         pipes = {0: self.base.views[0], 1: self.base.views[0], 2: self.base.views[1]}
         return {v: pipes[v](images, generator) for v in the_plan.views}
 
-    def encode_online(self, x: torch.Tensor, bits: int | None) -> Encoded:
+    def encode_online(self, x: torch.Tensor, bits: int | None) -> Encoding:
         set_precision(self.base.backbone, bits)
-        if isinstance(self.base, BYOL):
-            h, p = self.base.online_embed(x)
-            return Encoded(h, p)
-        h, z = self.base.embed(x)
-        return Encoded(h, z)
+        return self.base.cq_encode(x)
 
     def encode_target(self, x: torch.Tensor, bits: int | None) -> torch.Tensor:
-        set_precision(self.base.target_backbone, bits if self.target_precision == "match" else None)
-        return self.base.target_embed(x)
+        set_precision(self.base.target_network(), bits if self.target_precision == "match" else None)
+        return self.base.cq_target(x)
 
-    def nce(self, a: Encoded, b: Encoded) -> torch.Tensor:
-        """The base method's NCE between two features (a symmetric loss in both cases)."""
-        if isinstance(self.base, BYOL):
-            return byol_pair_loss((a.online, b.online), (a.target, b.target))
-        return nt_xent(a.online, b.online, self.base.temperature)
+    def nce(self, a: Encoding, b: Encoding) -> torch.Tensor:
+        """One NCE term of the plan: the base method's loss between two (view, precision) features."""
+        return self.base.nce(a, b)
 
     def training_step(self, images, labels, generator) -> StepOutput:
         self.base.channels_last = self.channels_last
@@ -185,7 +171,7 @@ class ContrastiveQuant(Method):
         views = self.make_views(the_plan, images, generator)
         try:
             encoded = {key: self.encode_online(views[key.view], key.bits) for key in the_plan.keys}
-            if isinstance(self.base, BYOL):
+            if self.base.target_network() is not None:
                 for key in the_plan.keys:
                     encoded[key].target = self.encode_target(views[key.view], key.bits)
         finally:
@@ -201,4 +187,4 @@ def forwards_per_step(variant: str, base: str = "simclr") -> int:
     return len(plan(variant, 8, 6).keys) * (2 if base == "byol" else 1)
 
 
-__all__ = ["ContrastiveQuant", "Encoded", "Key", "forwards_per_step", "TARGET_PRECISIONS"]
+__all__ = ["ContrastiveQuant", "Key", "forwards_per_step", "TARGET_PRECISIONS"]

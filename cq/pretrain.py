@@ -21,15 +21,11 @@ from common.config import cli_main, load_params, section, seed_of, train_setting
 from common.data import build_dataset
 from common.engine import TrainConfig, train
 from common.errors import ConfigError
-from common.methods.byol import BYOL
-from common.methods.simclr import SimCLR
+from common.methods import registry
 from common.quant import QuantConfig
 from common.views import build_views
 from cq.method import BN_REESTIMATION_BATCHES, ContrastiveQuant
 from cq.objectives import VARIANTS, check_variant
-
-BASES = {"simclr": SimCLR, "byol": BYOL}
-
 
 def build_views_for(cfg: dict, method: str, variant: str):
     """The base method's view recipe; CQ-Quant uses no input augmentation (CQ Sec. 4.5)."""
@@ -43,13 +39,14 @@ def build_views_for(cfg: dict, method: str, variant: str):
 def build_cq(params: dict, method: str, variant: str, backbone_name: str) -> ContrastiveQuant:
     """The CQ method of one (method, variant, backbone) run, from the parameter dict."""
     cfg = section(params, "cq")
-    if method not in BASES:
-        raise ConfigError(f"--method: expected one of {sorted(BASES)}, got {method!r}")
+    if method not in registry.cq_methods():
+        raise ConfigError(f"--method: expected one of {registry.cq_methods()} (the registered methods with "
+                          f"Contrastive Quant's NCE), got {method!r}")
     check_variant(variant)
     seed = seed_of(params)
     torch.manual_seed(seed)  # the same initial weights for every variant of a comparison
     backbone = build_backbone(backbone_name, **cfg.get("backbone_options", {}).get(backbone_name, {}))
-    base = BASES[method](backbone, build_views_for(cfg, method, variant), **cfg.get(method, {}))
+    base = registry.build_method(method, backbone, build_views_for(cfg, method, variant), **cfg.get(method, {}))
     q = dict(cfg.get("quant", {}))
     quant = QuantConfig(mode=q.get("mode", "floor"), grad_bits=q.get("grad_bits"),
                         switchable_bn=bool(q.get("switchable_bn", False)))
@@ -89,7 +86,7 @@ def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cq.pretrain", description=__doc__.splitlines()[0])
-    parser.add_argument("--method", required=True, choices=sorted(BASES))
+    parser.add_argument("--method", required=True, choices=registry.cq_methods())
     parser.add_argument("--variant", required=True, choices=VARIANTS)
     parser.add_argument("--backbone", required=True)
     parser.add_argument("--out", required=True)

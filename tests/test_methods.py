@@ -306,9 +306,11 @@ def test_supervised_loss_is_cross_entropy():
 
 
 def test_registry_builds_by_name_and_rejects_bad_input():
-    assert list_methods() == ["byol", "mocov2", "simclr", "supervised", "swav"]
+    assert list_methods() == ["byol", "infomin", "mocov2", "simclr", "simclrv2", "supervised", "swav"]
     byol = build_method("byol", tiny_backbone(), random_views(), hidden_dim=8, pred_hidden_dim=8)
     assert isinstance(byol, BYOL) and byol.tau_base == 0.996
+    v2 = build_method("simclrv2", tiny_backbone(), random_views(), hidden_dim=8, proj_dim=4)
+    assert len([m for m in v2.projector.modules() if isinstance(m, torch.nn.Linear)]) == 3  # SimCLRv2's head
     with pytest.raises(ConfigError, match="dino"):
         build_method("dino", tiny_backbone(), random_views())
     with pytest.raises(ConfigError, match="num_classes"):

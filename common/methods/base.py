@@ -4,6 +4,10 @@ The engine (`common.engine`) owns everything else: devices, DDP, AMP, optimizer 
 checkpoints and resume, logging, the online linear classifier. A method subclasses `Method`
 and implements `training_step`; methods with momentum networks also implement
 `after_optimizer_step`.
+
+Contrastive Quant (cq/method.py) runs on any method that supplies its "NCE" (CQ Sec. 3.4): how
+one input is encoded (`cq_encode`, and `cq_target` for a method with a target network) and the
+loss between two such encodings (`nce`). SimCLR and BYOL implement them; `supports_cq` tells.
 """
 from __future__ import annotations
 
@@ -26,6 +30,16 @@ class StepOutput:
     loss: torch.Tensor
     features: torch.Tensor | None = None
     logs: dict[str, float | torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Encoding:
+    """One input encoded for Contrastive Quant's NCE: backbone features h, the online output (SimCLR:
+    projection z; BYOL: prediction p) and, for a method with a target network, its output."""
+
+    features: torch.Tensor
+    online: torch.Tensor
+    target: torch.Tensor | None = None
 
 
 class Method(nn.Module):
@@ -79,3 +93,24 @@ class Method(nn.Module):
     def encoder_state_dict(self) -> dict:
         """What ``encoder.pt`` stores: a state dict that loads into a plain backbone."""
         return self.encoder().state_dict()
+
+    # -- Contrastive Quant's interface (optional) --------------------------------------------
+    def cq_encode(self, x: torch.Tensor) -> Encoding:
+        """One batch of views through the online network (for CQ, at the precision it has set)."""
+        raise NotImplementedError
+
+    def target_network(self) -> nn.Module | None:
+        """The backbone of a target (momentum) network that encodes too; None: there is none."""
+        return None
+
+    def cq_target(self, x: torch.Tensor) -> torch.Tensor:
+        """The target network's output for one batch of views (only if `target_network()`)."""
+        raise NotImplementedError
+
+    def nce(self, a: Encoding, b: Encoding) -> torch.Tensor:
+        """The method's symmetric loss between two encodings: CQ's NCE(f_a, f_b)."""
+        raise NotImplementedError
+
+    @classmethod
+    def supports_cq(cls) -> bool:
+        return cls.nce is not Method.nce and cls.cq_encode is not Method.cq_encode

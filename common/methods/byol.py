@@ -48,7 +48,7 @@ import torch.nn as nn
 from common.errors import ConfigError
 from common.heads import MLPHead
 from common.losses import byol_loss
-from common.methods.base import Method, StepOutput
+from common.methods.base import Encoding, Method, StepOutput
 
 BUFFER_MODES = ("copy", "ema")
 
@@ -155,3 +155,16 @@ class BYOL(Method):
 
     def grad_groups(self) -> dict[str, nn.Module]:
         return {"backbone": self.backbone, "projector": self.projector, "predictor": self.predictor}
+
+    def cq_encode(self, x: torch.Tensor) -> Encoding:
+        return Encoding(*self.online_embed(x))
+
+    def target_network(self) -> nn.Module:
+        return self.target_backbone
+
+    def cq_target(self, x: torch.Tensor) -> torch.Tensor:
+        return self.target_embed(x)
+
+    def nce(self, a: Encoding, b: Encoding) -> torch.Tensor:
+        """BYOL's symmetrised loss: online of each encoding against the other's target (CQ Sec. 3.4)."""
+        return byol_pair_loss((a.online, b.online), (a.target, b.target))

@@ -1,21 +1,27 @@
-"""The base methods by name: `build_method(name, backbone, views, **hyperparameters)`.
+"""The base methods by name, the one table the pretraining CLIs read:
+`build_method(name, backbone, views, **hyperparameters)`.
 
-| name         | class                                        | needs            |
-|--------------|----------------------------------------------|------------------|
-| `simclr`     | `common.methods.simclr.SimCLR`               |                  |
-| `byol`       | `common.methods.byol.BYOL`                   |                  |
-| `mocov2`     | `common.methods.mocov2.MoCoV2`               |                  |
-| `swav`       | `common.methods.swav.SwAV`                   |                  |
-| `supervised` | `common.methods.supervised.Supervised`       | `num_classes=`   |
+| name         | class                                   | defaults over the class's    | CQ |
+|--------------|-----------------------------------------|------------------------------|----|
+| `simclr`     | `common.methods.simclr.SimCLR`          |                              | yes |
+| `simclrv2`   | `common.methods.simclr.SimCLR`          | `num_layers=3` (3-layer head) | yes |
+| `byol`       | `common.methods.byol.BYOL`              |                              | yes |
+| `mocov2`     | `common.methods.mocov2.MoCoV2`          |                              |    |
+| `infomin`    | `common.methods.mocov2.MoCoV2`          | (its views: the InfoMin recipe, set in the profile) | |
+| `swav`       | `common.methods.swav.SwAV`              |                              |    |
+| `supervised` | `common.methods.supervised.Supervised`  | (needs `num_classes=`)       |    |
 
-Hyperparameters are the constructor's keyword arguments (the papers' defaults when left out);
-an unknown name or argument is a ConfigError naming what is accepted. CQ and BURN build their
-own methods in cq/ and burn/ (common must not import them).
+`cq.pretrain` offers the methods that implement Contrastive Quant's NCE interface
+(`Method.supports_cq`); `burn.pretrain` offers all of them as binary-network baselines. Adding a
+method: its module under common/methods/, one line here, its settings in the profile (README
+"Adding a method"). Hyperparameters are the constructor's keyword arguments (the papers' defaults
+when left out); an unknown name or argument is a ConfigError naming what is accepted. CQ and BURN
+themselves are built in cq/ and burn/ (common must not import them).
 """
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from dataclasses import dataclass, field
 
 import torch.nn as nn
 
@@ -27,12 +33,20 @@ from common.methods.simclr import SimCLR
 from common.methods.supervised import Supervised
 from common.methods.swav import SwAV
 
-METHODS: dict[str, Callable[..., Method]] = {
-    "simclr": SimCLR,
-    "byol": BYOL,
-    "mocov2": MoCoV2,
-    "swav": SwAV,
-    "supervised": Supervised,
+@dataclass(frozen=True)
+class Entry:
+    cls: type[Method]
+    defaults: dict = field(default_factory=dict)  # laid under the profile's hyperparameters
+
+
+METHODS: dict[str, Entry] = {
+    "simclr": Entry(SimCLR),
+    "simclrv2": Entry(SimCLR, {"num_layers": 3}),
+    "byol": Entry(BYOL),
+    "mocov2": Entry(MoCoV2),
+    "infomin": Entry(MoCoV2),
+    "swav": Entry(SwAV),
+    "supervised": Entry(Supervised),
 }
 
 
@@ -41,11 +55,16 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
+def cq_methods() -> list[str]:
+    """The registered methods Contrastive Quant can run on (they implement its NCE interface)."""
+    return [name for name in list_methods() if METHODS[name].cls.supports_cq()]
+
+
 def build_method(name: str, backbone: nn.Module, views: tuple, **kw) -> Method:
     """The method `name` on `backbone` with the (view 1, view 2) pipelines `views`."""
     if name not in METHODS:
         raise ConfigError(f"method {name!r}: expected one of {', '.join(list_methods())}")
-    cls = METHODS[name]
+    cls, kw = METHODS[name].cls, {**METHODS[name].defaults, **kw}
     signature = inspect.signature(cls)
     try:
         signature.bind(backbone, views, **kw)

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from common.heads import MLPHead
 from common.losses import nt_xent
-from common.methods.base import Method, StepOutput
+from common.methods.base import Encoding, Method, StepOutput
 
 
 class SimCLR(Method):
@@ -34,3 +34,10 @@ class SimCLR(Method):
         h1, z1 = self.embed(self.views[0](images, generator))
         _, z2 = self.embed(self.views[1](images, generator))
         return StepOutput(nt_xent(z1, z2, self.temperature), features=h1)
+
+    def cq_encode(self, x: torch.Tensor) -> Encoding:
+        return Encoding(*self.embed(x))
+
+    def nce(self, a: Encoding, b: Encoding) -> torch.Tensor:
+        """NT-Xent of the two projections (CQ Sec. 3.4)."""
+        return nt_xent(a.online, b.online, self.temperature)
