@@ -152,8 +152,9 @@ def import_teacher(params: dict, backbone_name: str, out: str) -> dict:
     except ConfigError:
         head = {}
     out_dir = Path(out)
-    save_checkpoint({"backbone": backbone_name, "backbone_kwargs": dict(kwargs), "method": "mocov2",
-                     "state_dict": trunk.state_dict()}, out_dir / "encoder.pt")
+    # the released teachers were trained on ImageNet, with its normalization
+    runs.write_encoder(out_dir / runs.ENCODER, {"backbone": backbone_name, "backbone_kwargs": dict(kwargs),
+                                                "method": "mocov2", "norm": "imagenet"}, trunk.state_dict())
     save_checkpoint({"model": head, "imported_from": str(file)}, out_dir / "checkpoint.pt")
     metrics = {"status": "ok", "step": 0, "final_loss": None, "imported_from": info,
                "provenance": provenance(params, torch.device("cpu"), stage="burn.pretrain --as-teacher",

@@ -8,7 +8,8 @@ Outputs, under ``out_dir``:
   ``checkpoint.pt``  everything needed to resume (model, optimizer, step, RNG states), written
                      atomically every ``ckpt_every`` steps and at the end;
   ``encoder.pt``     the method's encoder state dict plus the caller's ``encoder_meta`` (how to
-                     rebuild it), written at the end;
+                     rebuild it) and the input normalization it trained with, written at the end
+                     (``common.runs.write_encoder``);
   ``metrics.json``   status ('ok' or 'diverged'), step, final loss, online accuracy, seconds,
                      provenance (git commit, params hash, dataset, profile, device);
   ``dvclive/``       curves: loss, lr, images/s, online accuracy, gradient norms per group
@@ -48,6 +49,7 @@ from common.distributed import Runtime, setup_runtime
 from common.errors import ConfigError
 from common.methods.base import Method, StepOutput
 from common.optim import apply_schedule, build_optimizer, make_schedule, param_groups
+from common import runs
 from common.provenance import params_hash, provenance
 from common.sampler import ResumableSampler
 from common.syncbn import convert_sync_batchnorm
@@ -330,8 +332,9 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
                              "state": asdict(state), "rng": rngs, "params_hash": phash,
                              "world": rt.world}, ckpt_path)
             if final:
-                save_checkpoint({**encoder_meta, "state_dict": method.encoder_state_dict()},
-                                out_dir / ENCODER)
+                norm = method.input_norm()
+                runs.write_encoder(out_dir / ENCODER, {**encoder_meta, **({"norm": norm} if norm else {})},
+                                   method.encoder_state_dict())
 
     window_start, window_images = time.time(), 0
     micro = 0
@@ -489,10 +492,9 @@ class _Logger:
 
 
 def load_encoder(path: str | Path, model: nn.Module | None = None) -> dict[str, Any]:
-    """Read an ``encoder.pt``; with ``model``, load its weights strictly (mismatch = error)."""
-    ckpt = load_checkpoint(path)
-    if "state_dict" not in ckpt:
-        raise ConfigError(f"{path}: not an encoder checkpoint (no 'state_dict')")
+    """Read an ``encoder.pt`` (``common.runs.read_encoder``); with ``model``, load its weights
+    strictly (mismatch = error)."""
+    ckpt = runs.read_encoder(path)
     if model is not None:
         missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
         if missing or unexpected:

@@ -20,7 +20,8 @@ import torch
 
 from common.backbones import build_backbone
 from common.binary import binary_convs, set_binary_stage
-from common.checkpoint import save_checkpoint, write_json
+from common import runs
+from common.checkpoint import write_json
 from common.config import cli_main, load_params, section, seed_of
 from common.engine import ENCODER, METRICS
 from common.errors import ConfigError
@@ -41,9 +42,8 @@ def run(params: dict, backbone_name: str, out: str | Path, part: str = "cq") -> 
     if stage:
         set_binary_stage(backbone, stage)
     out = Path(out)
-    save_checkpoint({"backbone": backbone_name, "backbone_kwargs": dict(options), "method": "none",
-                     "variant": "random_init", "binary_stage": stage, "state_dict": backbone.state_dict()},
-                    out / ENCODER)
+    runs.write_encoder(out / ENCODER, {"backbone": backbone_name, "backbone_kwargs": dict(options), "method": "none",
+                                       "variant": "random_init", "binary_stage": stage}, backbone.state_dict())
     metrics = {"status": "ok", "step": 0, "final_loss": None,
                "method": {"name": "random_init", "backbone": backbone_name},
                "provenance": provenance({part: cfg, "seed": seed_of(params), "backbone": backbone_name},

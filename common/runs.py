@@ -13,8 +13,9 @@ A run is one pretraining (or an untrained network a table compares with). Its id
                 (`cq.precision_sets`, CQ Tables 1, 8, 9 side by side)
     seed        one of the profile's `seeds`; the teacher's: one of `burn.teacher.seeds`
 
-and its folder, under which the run's stage writes encoder.pt, metrics.json, checkpoint.pt and
-dvclive/:
+and its folder, under which the run's stage writes encoder.pt (`write_encoder`, read back by
+`read_encoder`: the network, its options, its binary stage and input normalization), metrics.json,
+checkpoint.pt and dvclive/:
 
     runs/<group>/<name>[/p<set>]/s<seed>/
 
@@ -251,6 +252,47 @@ def expand(entries: Iterable[str], params: dict) -> list[str]:
             if key not in keys:
                 keys.append(key)
     return keys
+
+
+# --------------------------------------------------------------------------------------------
+# The encoder file: what every pretraining stage writes and every evaluation reads
+# --------------------------------------------------------------------------------------------
+
+ENCODER_FIELDS = ("backbone", "backbone_kwargs")  # required; optional: binary_stage, norm, method, variant, ...
+
+
+def write_encoder(path: str | Path, meta: dict, state_dict: dict) -> None:
+    """encoder.pt: ``{**meta, "state_dict": ...}``. ``meta`` names the network (``backbone`` and
+    ``backbone_kwargs``: ``build_backbone(backbone, **backbone_kwargs)`` rebuilds it) and may say
+    ``binary_stage`` (1 | 2, a binary network's stage) and ``norm`` (the input normalization the
+    network was trained with: a preset name such as "cifar10", or [mean, std]), which every
+    evaluation uses unless it is told otherwise. Written atomically."""
+    from common.checkpoint import save_checkpoint
+
+    missing = [k for k in ENCODER_FIELDS if k not in meta]
+    if missing or not isinstance(meta.get("backbone_kwargs"), dict):
+        raise ConfigError(f"{path}: an encoder needs {list(ENCODER_FIELDS)} (a name and a mapping); missing {missing}")
+    save_checkpoint({**meta, "state_dict": state_dict}, Path(path))
+
+
+def read_encoder(path: str | Path) -> dict:
+    """An encoder.pt as written by `write_encoder`; every way it is not one is a ConfigError."""
+    import torch
+
+    from common.checkpoint import load_checkpoint
+
+    where = f"--encoder {path}"
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "backbone" not in ckpt:
+        raise ConfigError(f"{where}: not an encoder file (expected keys 'backbone', 'backbone_kwargs', 'state_dict')")
+    if not isinstance(ckpt.get("backbone_kwargs") or {}, dict):
+        raise ConfigError(f"{where}: 'backbone_kwargs' must be a mapping")
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ConfigError(f"{where}: 'state_dict' must map names to tensors")
+    if ckpt.get("binary_stage") not in (None, 1, 2):
+        raise ConfigError(f"{where}: 'binary_stage' must be 1, 2 or absent, got {ckpt['binary_stage']!r}")
+    return {**ckpt, "backbone_kwargs": dict(ckpt.get("backbone_kwargs") or {})}
 
 
 # --------------------------------------------------------------------------------------------

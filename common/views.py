@@ -135,6 +135,13 @@ def _check_interpolation(interpolation: str) -> str:
     return interpolation
 
 
+def norm_label(pipe: "ViewPipeline") -> str | list[list[float]]:
+    """A pipeline's normalization as an encoder file records it: the preset's name, else [mean, std]."""
+    pair = (tuple(pipe.mean), tuple(pipe.std))
+    return next((name for name, preset in NORMALIZATIONS.items() if tuple(map(tuple, preset)) == pair),
+                [list(pair[0]), list(pair[1])])
+
+
 def resolve_norm(norm: Norm) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """A normalization preset name ('imagenet', 'cifar10', 'cifar100') or a (mean, std) pair."""
     if isinstance(norm, str):

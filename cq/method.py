@@ -101,6 +101,9 @@ class ContrastiveQuant(Method):
         """The encoder as a plain (unconverted) backbone state dict, for evaluation."""
         return plain_state_dict(self.base.backbone)
 
+    def input_norm(self):
+        return self.base.input_norm()
+
     def grad_groups(self) -> dict[str, nn.Module]:
         return self.base.grad_groups()
 

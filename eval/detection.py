@@ -37,6 +37,8 @@ std, global batch 16, SGD lr 0.02, momentum 0.9, weight decay 1e-4, 24k iteratio
 18k and 22k, 100 warm-up iterations; N trials with seeds seed, seed + 1, ...: mean +- std.
 
 Choices where the papers and the protocol are silent, or where torchvision differs:
+- Input normalization: the encoder's own (the `norm` its encoder.pt records), unless the setting
+  `norm` names another; an encoder file without one gets ImageNet's.
 - Warm-up as detectron2's: the lr factor grows linearly from `warmup_factor` (0.001) to 1 over
   `warmup_iters`; then x`gamma` at each milestone.
 - Weight decay on every parameter except normalisation layers' (detectron2's WEIGHT_DECAY_NORM
@@ -88,6 +90,7 @@ from common.distributed import setup_runtime
 from common.errors import ConfigError
 from common.provenance import provenance
 from common.syncbn import convert_sync_batchnorm
+from common.views import resolve_norm
 from eval.features import load_backbone
 from eval.voc_eval import VOCDetectionEvaluator
 
@@ -143,6 +146,7 @@ class DetectionConfig:
     sync_bn: bool = True
     trials: int = 5
     seed: int = 0
+    norm: str | None = None  # input normalization; None: the encoder's own (encoder.pt), else ImageNet's
     device: str = "auto"
     num_workers: int = 0
     eval_batch_size: int = 1
@@ -311,9 +315,10 @@ class Res5BoxHead(nn.Module):
         return self.norm(self.res5(x)).mean(dim=(2, 3))
 
 
-def _detector_kwargs(cfg: DetectionConfig) -> dict:
+def _detector_kwargs(cfg: DetectionConfig, norm: str | list | None = None) -> dict:
+    mean, std = resolve_norm(cfg.norm or norm) if (cfg.norm or norm) else (IMAGENET_MEAN, IMAGENET_STD)
     return dict(min_size=tuple(cfg.train_sizes), max_size=cfg.max_size,
-                image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
+                image_mean=list(mean), image_std=list(std),
                 rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_train, rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_test,
                 rpn_post_nms_top_n_train=cfg.rpn_post_nms_train, rpn_post_nms_top_n_test=cfg.rpn_post_nms_test,
                 rpn_batch_size_per_image=cfg.rpn_batch_per_image,
@@ -322,7 +327,7 @@ def _detector_kwargs(cfg: DetectionConfig) -> dict:
                 box_nms_thresh=cfg.nms_thresh, box_detections_per_img=cfg.detections_per_image)
 
 
-def build_c4_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig) -> FasterRCNN:
+def build_c4_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig, norm=None) -> FasterRCNN:
     """Faster R-CNN C4 on `net`'s modules (shared, not copied); num_classes without background."""
     trunk, stage = split_network(net)
     stride, trunk_channels, head_channels = probe_split(trunk, stage)
@@ -332,12 +337,12 @@ def build_c4_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig) ->
                        box_roi_pool=AlignedRoIPool(cfg.pooler_resolution, stride),
                        box_head=Res5BoxHead(stage, head_channels),
                        box_predictor=FastRCNNPredictor(head_channels, num_classes + 1),
-                       **_detector_kwargs(cfg))
+                       **_detector_kwargs(cfg, norm))
     model.feature_stride = stride
     return model
 
 
-def build_fpn_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig) -> FasterRCNN:
+def build_fpn_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig, norm=None) -> FasterRCNN:
     """Faster R-CNN with torchvision's FPN on layer1..layer4 of a torchvision-named ResNet."""
     names = [f"layer{i}" for i in range(1, 5)]
     if not all(hasattr(net, n) for n in names):
@@ -353,12 +358,14 @@ def build_fpn_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig) -
     pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
     return FasterRCNN(backbone, num_classes=None, rpn_anchor_generator=anchors, box_roi_pool=pool,
                       box_head=TwoMLPHead(256 * 7 * 7, 1024),
-                      box_predictor=FastRCNNPredictor(1024, num_classes + 1), **_detector_kwargs(cfg))
+                      box_predictor=FastRCNNPredictor(1024, num_classes + 1), **_detector_kwargs(cfg, norm))
 
 
-def build_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig) -> FasterRCNN:
+def build_detector(net: nn.Module, num_classes: int, cfg: DetectionConfig, norm=None) -> FasterRCNN:
+    """`norm`: the input normalization the encoder trained with (its encoder.pt's), used unless
+    the config sets `norm`; neither: ImageNet's."""
     build = build_c4_detector if cfg.layout == "c4" else build_fpn_detector
-    return build(net, num_classes, cfg)
+    return build(net, num_classes, cfg, norm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,8 +522,8 @@ def run_trial(encoder: str | Path, cfg: DetectionConfig, trial: int, rt, train_s
     torch.manual_seed(seed)
     train_set = build_train_set(cfg) if train_set is None else train_set
     test_set = build_split(cfg, cfg.test_data) if test_set is None else test_set
-    net, _ = load_encoder_network(encoder)
-    model = build_detector(net, train_set.num_classes, cfg).to(rt.device)
+    net, meta = load_encoder_network(encoder)
+    model = build_detector(net, train_set.num_classes, cfg, meta.get("norm")).to(rt.device)
     if cfg.sync_bn and rt.world > 1:
         model = convert_sync_batchnorm(model, rt.device)
     start = time.time()

@@ -69,6 +69,8 @@ from common.config import cli_main
 from common.data import build_dataset
 from common.errors import ConfigError
 from common.features import extract_features
+from common import runs
+from common.binary import set_binary_stage
 from common.runs import METRICS, OK, pretraining_metrics
 from common.views import ViewPipeline, eval_transform
 
@@ -173,14 +175,8 @@ def load_backbone(encoder_path: str | Path, device: str | torch.device = "cpu",
     ``ignore_suffixes``: state-dict keys ending so are dropped first (e.g. quantizer statistics)."""
     where = f"--encoder {encoder_path}"
     check_run_status(encoder_path)
-    ckpt = load_checkpoint(encoder_path)
-    if "state_dict" not in ckpt or "backbone" not in ckpt:
-        raise ConfigError(f"{where}: not an encoder file (expected keys 'backbone', 'backbone_kwargs', 'state_dict')")
-    kwargs, state = ckpt.get("backbone_kwargs") or {}, ckpt["state_dict"]
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"{where}: 'backbone_kwargs' must be a mapping")
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ConfigError(f"{where}: 'state_dict' must map names to tensors")
+    ckpt = runs.read_encoder(encoder_path)
+    kwargs, state = ckpt["backbone_kwargs"], ckpt["state_dict"]
     try:
         model = build_backbone(ckpt["backbone"], **kwargs)
     except TypeError as err:
@@ -198,6 +194,8 @@ def load_backbone(encoder_path: str | Path, device: str | torch.device = "cpu",
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ConfigError(f"{where}: non-finite weights ({bad[:3]}): the run that wrote it diverged")
+    if ckpt.get("binary_stage") is not None:  # a stage-1 run evaluates with FP weights, as it trained
+        set_binary_stage(model, ckpt["binary_stage"])
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model.to(device).eval(), meta
 

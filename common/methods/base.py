@@ -94,6 +94,14 @@ class Method(nn.Module):
         """What ``encoder.pt`` stores: a state dict that loads into a plain backbone."""
         return self.encoder().state_dict()
 
+    def input_norm(self) -> str | list | None:
+        """The input normalization the encoder trains with (its first view pipeline's), which
+        ``encoder.pt`` records for the evaluations; None if the method has no views."""
+        from common.views import norm_label
+
+        views = getattr(self, "views", None)
+        return norm_label(views[0]) if views else None
+
     # -- Contrastive Quant's interface (optional) --------------------------------------------
     def cq_encode(self, x: torch.Tensor) -> Encoding:
         """One batch of views through the online network (for CQ, at the precision it has set)."""
