@@ -1,4 +1,5 @@
-"""The VOC07 SVM suite (eval/svm.py): LIBLINEAR wrapper, sampling, CV, suites, CLI, real subset."""
+"""The VOC07 SVM suite (eval/svm.py) and its LIBLINEAR solver (eval/liblinear.py): sampling, CV,
+suites, CLI, real subset."""
 import json
 from pathlib import Path
 
@@ -9,8 +10,10 @@ from PIL import Image
 from sklearn.svm import LinearSVC
 
 from common.errors import ConfigError
-from eval.svm import (NEG_PER_POS, VOC_CLASSES, RowStore, lowshot_choices, lowshot_samples, main, make_svm_data,
-                      run_full, run_lowshot, save_features, span_basis, stratified_folds, train_svms)
+from eval import liblinear as solver
+from eval.liblinear import RowStore, span_basis, train_svms
+from eval.svm import (NEG_PER_POS, VOC_CLASSES, lowshot_choices, lowshot_samples, main, make_svm_data, run_full,
+                      run_lowshot, save_features, stratified_folds)
 from eval.voc_ap import average_precision
 
 
@@ -148,7 +151,6 @@ def test_full_set_equals_direct_liblinear_pipeline():
     """Refit at the chosen cost with LIBLINEAR's own Python API on normalised features; AP on
     test with 0-labelled images left out, must equal the suite's AP."""
     from liblinear.liblinearutil import predict, train
-    import eval.svm as svm
 
     rng = np.random.default_rng(7)
     ytr, yte = synthetic_labels(rng, 120, 3), synthetic_labels(rng, 80, 3)
@@ -159,7 +161,7 @@ def test_full_set_equals_direct_liblinear_pipeline():
     nte = xte / (np.linalg.norm(xte, axis=1, keepdims=True) + 1e-5)
     for c, name in enumerate(data.classes):
         y = np.where(ytr[:, c] == 1, 1.0, -1.0)
-        svm._SRAND(1)
+        solver._SRAND(1)
         model = train(y, ntr, f"-s 1 -e 0.0001 -w1 2 -B 1 -q -c {full['cost'][name]}")
         _, _, values = predict(np.zeros(80), nte, model, "-q")
         scores = np.array(values)[:, 0] * (1 if model.get_labels()[0] == 1 else -1)
@@ -175,11 +177,11 @@ def test_class_job_cv_treats_difficult_as_negative_and_ignores_it_when_held_out(
     test_x, test_y = svm.l2_normalize(rng.standard_normal((40, 8))), synthetic_labels(rng, 40, 1, difficult=0.2)
     folds = svm.stratified_folds(labels == 1, 3, np.random.default_rng(0))
     costs = (0.1, 1.0, 10.0)
-    svm._init_worker(x, test_x, test_y, project=False, single_thread=False)
+    solver._init_worker(x, test_x, test_y, project=False, single_thread=False)
     try:
-        got = svm.evaluate_class(svm.ClassJob(0, np.arange(90), labels, folds, costs, refit_all=False, fallback=1))
+        got = solver.evaluate_class(solver.ClassJob(0, np.arange(90), labels, folds, costs, refit_all=False, fallback=1))
     finally:
-        svm._WORKER.clear()
+        solver._WORKER.clear()
     targets = np.where(labels == 1, 1.0, -1.0)  # 0 (difficult) trains as a negative
     expected = np.zeros(3)
     for fold in range(3):
