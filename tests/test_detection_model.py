@@ -6,9 +6,9 @@ import torch
 from common.backbones import build_backbone
 from common.engine import Runtime
 from common.errors import ConfigError
-from eval.detection import (TrainView, build_c4_detector, build_fpn_detector, build_split,
-                            build_train_set, evaluate_detector, load_encoder_network, lr_factor,
-                            make_config, module_state_dict, train_detector)
+from eval.detection import (TrainView, build_split, build_train_set, evaluate_detector, lr_factor, make_config,
+                            train_detector)
+from eval.detection_model import build_c4_detector, build_fpn_detector, load_encoder_network, module_state_dict
 from tests.seeds import seed
 
 CPU = Runtime(torch.device("cpu"))
