@@ -268,24 +268,36 @@ def train(method: Method, dataset: Dataset, cfg: TrainConfig, out_dir: str | Pat
             dist.destroy_process_group()
 
 
-def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, callbacks) -> dict:
-    segment_start = time.time()  # this segment of the run (a resumed run adds the earlier ones)
-    phash = params_hash({"params": params, "world": rt.world})
+@dataclass
+class _Setup:
+    """What a run trains with: the model (method + online probe), its DDP wrapper, optimizer,
+    lr schedule, data order and view generator, and the step counts."""
+
+    model: TrainModule
+    ddp: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Callable[[int], float]
+    sampler: ResumableSampler
+    loader: DataLoader
+    generator: torch.Generator
+    per_rank: int
+    total: int
+    micro_per_epoch: int
+
+
+def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _Setup:
     per_rank = cfg.batch_size // (rt.world * cfg.accum_steps)
     if per_rank * rt.world * cfg.accum_steps != cfg.batch_size:
         raise ConfigError(f"train.batch_size: {cfg.batch_size} is not divisible by "
                           f"{rt.world} processes x {cfg.accum_steps} accumulation steps")
-
     torch.manual_seed(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts them)
     sampler = ResumableSampler(len(dataset), per_rank, cfg.seed, rt.world, rt.rank)
-    micro_per_epoch = sampler.batches_per_epoch
-    steps_per_epoch = max(1, micro_per_epoch // cfg.accum_steps)
+    steps_per_epoch = max(1, sampler.batches_per_epoch // cfg.accum_steps)
     total = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * steps_per_epoch))
     warmup = cfg.warmup_steps or round(cfg.warmup_epochs * steps_per_epoch)
 
     model = TrainModule(method, cfg.num_classes).to(rt.device)
-    use_cl = cfg.channels_last == "on" or (cfg.channels_last == "auto" and rt.device.type == "cuda")
-    if use_cl:
+    if cfg.channels_last == "on" or (cfg.channels_last == "auto" and rt.device.type == "cuda"):
         model = model.to(memory_format=torch.channels_last)
         method.channels_last = True
     if cfg.sync_bn and rt.world > 1:
@@ -299,121 +311,168 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     schedule = make_schedule(cfg.schedule, total, warmup, cfg.milestones, cfg.gamma, cfg.final_lr_ratio)
     ddp = (DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
            if rt.world > 1 else model)
-
     generator = torch.Generator(device=rt.device).manual_seed(cfg.seed * 1000 + rt.rank)
-    state = RunState()
-    ckpt_path = out_dir / CHECKPOINT
-    resumed = _check_resume(ckpt_path, phash, rt)
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        state = RunState(**resumed["state"])
-        _set_rng_state(resumed["rng"][rt.rank], generator)
-
-    if rt.main:  # only now: a run that fails its checks above leaves no folder behind
-        out_dir.mkdir(parents=True, exist_ok=True)
-    logger = _Logger(out_dir, rt, total, resume_step=state.step if resumed is not None else None,
-                     enabled=cfg.progress)
-    seconds_before = state.seconds
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
-                        drop_last=True, pin_memory=rt.device.type == "cuda",
-                        persistent_workers=False)
+                        drop_last=True, pin_memory=rt.device.type == "cuda", persistent_workers=False)
+    return _Setup(model, ddp, optimizer, schedule, sampler, loader, generator, per_rank, total,
+                  sampler.batches_per_epoch)
 
-    def save(final: bool = False) -> None:
-        state.seconds = seconds_before + (time.time() - segment_start)
+
+def _resume(run: _Setup, path: Path, phash: str, rt: Runtime) -> RunState | None:
+    """The state of the checkpoint at `path`, with model, optimizer and RNGs restored; None: a
+    fresh start."""
+    resumed = _check_resume(path, phash, rt)
+    if resumed is None:
+        return None
+    run.model.load_state_dict(resumed["model"])
+    run.optimizer.load_state_dict(resumed["optimizer"])
+    _set_rng_state(resumed["rng"][rt.rank], run.generator)
+    return RunState(**resumed["state"])
+
+
+class _Checkpoints:
+    """checkpoint.pt (everything a resume needs) every `ckpt_every` steps and at the end; at the
+    end also encoder.pt (common.runs.write_encoder)."""
+
+    def __init__(self, out_dir: Path, run: _Setup, method: Method, rt: Runtime, phash: str,
+                 encoder_meta: dict, seconds_before: float, segment_start: float):
+        self.out_dir, self.run, self.method, self.rt, self.phash = out_dir, run, method, rt, phash
+        self.encoder_meta, self.seconds_before = encoder_meta, seconds_before
+        self.segment_start = segment_start  # this segment of the run (a resumed run adds the earlier ones)
+
+    def save(self, state: RunState, final: bool = False) -> None:
+        rt, run = self.rt, self.run
+        state.seconds = self.seconds_before + (time.time() - self.segment_start)
         rngs = [None] * rt.world
-        mine = _rng_state(generator)
+        mine = _rng_state(run.generator)
         if rt.world > 1:
             dist.all_gather_object(rngs, {k: v.cpu() if torch.is_tensor(v) else v for k, v in mine.items()})
         else:
             rngs = [mine]
-        if rt.main:
-            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "state": asdict(state), "rng": rngs, "params_hash": phash,
-                             "world": rt.world}, ckpt_path)
-            if final:
-                norm = method.input_norm()
-                runs.write_encoder(out_dir / ENCODER, {**encoder_meta, **({"norm": norm} if norm else {})},
-                                   method.encoder_state_dict())
+        if not rt.main:
+            return
+        save_checkpoint({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                         "state": asdict(state), "rng": rngs, "params_hash": self.phash,
+                         "world": rt.world}, self.out_dir / CHECKPOINT)
+        if final:
+            norm = self.method.input_norm()
+            runs.write_encoder(self.out_dir / ENCODER, {**self.encoder_meta, **({"norm": norm} if norm else {})},
+                               self.method.encoder_state_dict())
 
-    window_start, window_images = time.time(), 0
-    micro = 0
-    model.train()
-    while state.step < total and state.status == "running":
-        sampler.set_epoch(state.epoch)
-        sampler.start_at(state.batch_in_epoch)
-        for images, labels in loader:
+
+@dataclass
+class _Window:
+    """Images seen since the last logged step (for images/s)."""
+
+    start: float = field(default_factory=time.time)
+    images: int = 0
+
+
+def _optimizer_step(run: _Setup, method: Method, cfg: TrainConfig, rt: Runtime, state: RunState,
+                    method_loss: torch.Tensor, logs: dict, window: _Window, logger: "_Logger") -> bool:
+    """One optimizer step after the gradients of a full batch: lr, divergence check (every rank
+    together), clipping, gradient norms and the logged values. False: the run diverged."""
+    model, optimizer, total = run.model, run.optimizer, run.total
+    lrs = apply_schedule(optimizer, run.schedule, state.step)
+    gnorm = _grad_norm(p for p in model.parameters())
+    finite = torch.isfinite(method_loss.float()) & torch.isfinite(gnorm)
+    if rt.world > 1:  # every rank stops together; the logged loss is the global mean
+        stats = torch.stack([method_loss.float(), finite.float()]).to(rt.device)
+        dist.all_reduce(stats)
+        method_loss, finite = stats[0] / rt.world, stats[1] == rt.world
+    if not bool(finite):
+        state.status, state.diverged_at = "diverged", state.step
+        return False
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    do_log = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == total
+    group_norms = {}
+    if do_log:  # "total" is the method's; the online probe (not the method) is its own entry
+        group_norms = {name: float(_grad_norm(mod.parameters())) for name, mod in method.grad_groups().items()}
+        group_norms["total"] = float(_grad_norm(method.parameters()))
+        if model.online is not None:
+            group_norms["online_probe"] = float(_grad_norm(model.online.parameters()))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    method.after_optimizer_step(state.step, total)
+    state.step += 1
+    state.last_loss = float(method_loss)
+    if do_log:
+        elapsed = max(time.time() - window.start, 1e-9)
+        values = {"loss": state.last_loss, "lr": lrs[0], "images_per_s": window.images / elapsed,
+                  **{f"grad_norm/{k}": v for k, v in group_norms.items()},
+                  **{k: float(v) for k, v in logs.items()}}
+        state.logs = values
+        logger.log(state.step, values)
+        window.start, window.images = time.time(), 0
+    logger.advance(state.step, state.last_loss)
+    return True
+
+
+def _loop(run: _Setup, method: Method, cfg: TrainConfig, rt: Runtime, state: RunState, logger: "_Logger",
+          checkpoints: _Checkpoints, callbacks) -> None:
+    """Batches in the sampler's order (resumed at the saved epoch and batch) until the last step
+    or a divergence; gradients accumulate over `accum_steps` micro-batches per optimizer step."""
+    window, micro = _Window(), 0
+    run.model.train()
+    while state.step < run.total and state.status == "running":
+        run.sampler.set_epoch(state.epoch)
+        run.sampler.start_at(state.batch_in_epoch)
+        for images, labels in run.loader:
             images = images.to(rt.device, non_blocking=True)
             labels = torch.as_tensor(labels).to(rt.device, non_blocking=True)
             last_micro = (micro + 1) % cfg.accum_steps == 0
-            sync = contextlib.nullcontext() if last_micro or ddp is model else ddp.no_sync()
+            sync = contextlib.nullcontext() if last_micro or run.ddp is run.model else run.ddp.no_sync()
             with sync:
                 with _autocast(rt, cfg):
-                    total_loss, method_loss, logs = ddp(images, labels, generator)
+                    total_loss, method_loss, logs = run.ddp(images, labels, run.generator)
                 (total_loss / cfg.accum_steps).backward()
             micro += 1
             state.batch_in_epoch += 1
-            window_images += images.shape[0] * rt.world
+            window.images += images.shape[0] * rt.world
             if not last_micro:
                 continue
-            lrs = apply_schedule(optimizer, schedule, state.step)
-            gnorm = _grad_norm(p for p in model.parameters())
-            finite = torch.isfinite(method_loss.float()) & torch.isfinite(gnorm)
-            if rt.world > 1:  # every rank stops together; the logged loss is the global mean
-                stats = torch.stack([method_loss.float(), finite.float()]).to(rt.device)
-                dist.all_reduce(stats)
-                method_loss, finite = stats[0] / rt.world, stats[1] == rt.world
-            if not bool(finite):
-                state.status, state.diverged_at = "diverged", state.step
+            if not _optimizer_step(run, method, cfg, rt, state, method_loss, logs, window, logger):
                 break
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            do_log = (state.step + 1) % cfg.log_every == 0 or state.step + 1 == total
-            group_norms = {}
-            if do_log:  # "total" is the method's; the online probe (not the method) is its own entry
-                group_norms = {name: float(_grad_norm(mod.parameters()))
-                               for name, mod in method.grad_groups().items()}
-                group_norms["total"] = float(_grad_norm(method.parameters()))
-                if model.online is not None:
-                    group_norms["online_probe"] = float(_grad_norm(model.online.parameters()))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            method.after_optimizer_step(state.step, total)
-            state.step += 1
-            state.last_loss = float(method_loss)
-            if do_log:
-                elapsed = max(time.time() - window_start, 1e-9)
-                values = {"loss": state.last_loss, "lr": lrs[0], "images_per_s": window_images / elapsed,
-                          **{f"grad_norm/{k}": v for k, v in group_norms.items()},
-                          **{k: float(v) for k, v in logs.items()}}
-                state.logs = values
-                logger.log(state.step, values)
-                window_start, window_images = time.time(), 0
-            logger.advance(state.step, state.last_loss)
             for cb in callbacks:
                 cb(state.step, state)
-            if state.step % cfg.ckpt_every == 0 and state.step < total:
-                save()
-            if state.step >= total:
+            if state.step % cfg.ckpt_every == 0 and state.step < run.total:
+                checkpoints.save(state)
+            if state.step >= run.total:
                 break
         else:  # the epoch ran out
             state.epoch += 1
             state.batch_in_epoch = 0
             continue
-        if state.status == "running" and state.batch_in_epoch >= micro_per_epoch:
+        if state.status == "running" and state.batch_in_epoch >= run.micro_per_epoch:
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
 
+
+def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, callbacks) -> dict:
+    """Set up, resume if a checkpoint of the same settings is there, run the steps, finish
+    (Method.finish_training), write encoder.pt, checkpoint.pt and metrics.json."""
+    segment_start = time.time()
+    phash = params_hash({"params": params, "world": rt.world})
+    run = _setup(method, dataset, cfg, rt)
+    resumed = _resume(run, out_dir / CHECKPOINT, phash, rt)
+    state = resumed or RunState()
+    if rt.main:  # only now: a run that fails its checks above leaves no folder behind
+        out_dir.mkdir(parents=True, exist_ok=True)
+    logger = _Logger(out_dir, rt, run.total, resume_step=state.step if resumed is not None else None,
+                     enabled=cfg.progress)
+    checkpoints = _Checkpoints(out_dir, run, method, rt, phash, encoder_meta, state.seconds, segment_start)
+    _loop(run, method, cfg, rt, state, logger, checkpoints, callbacks)
     if state.status == "running":
         state.status = "ok"
     if state.status == "ok":
-        method.finish_training(lambda: _finish_batches(dataset, per_rank, cfg, rt),
+        method.finish_training(lambda: _finish_batches(dataset, run.per_rank, cfg, rt),
                                torch.Generator(device=rt.device).manual_seed(cfg.seed * 1000 + rt.rank + FINISH_SEED))
-    save(final=True)
+    checkpoints.save(state, final=True)
     logger.close()
     metrics = {
         "status": state.status,
         "step": state.step if state.status == "ok" else state.diverged_at,
-        "total_steps": total,
+        "total_steps": run.total,
         "final_loss": state.last_loss,
         "online_acc": state.logs.get("online_acc"),
         "images_per_s": state.logs.get("images_per_s"),

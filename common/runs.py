@@ -258,7 +258,7 @@ def expand(entries: Iterable[str], params: dict) -> list[str]:
 # The encoder file: what every pretraining stage writes and every evaluation reads
 # --------------------------------------------------------------------------------------------
 
-ENCODER_FIELDS = ("backbone", "backbone_kwargs")  # required; optional: binary_stage, norm, method, variant, ...
+ENCODER_FIELDS = ("backbone", "backbone_kwargs")  # what evaluations need; also: binary_stage, norm, method, ...
 
 
 def write_encoder(path: str | Path, meta: dict, state_dict: dict) -> None:
@@ -266,12 +266,15 @@ def write_encoder(path: str | Path, meta: dict, state_dict: dict) -> None:
     ``backbone_kwargs``: ``build_backbone(backbone, **backbone_kwargs)`` rebuilds it) and may say
     ``binary_stage`` (1 | 2, a binary network's stage) and ``norm`` (the input normalization the
     network was trained with: a preset name such as "cifar10", or [mean, std]), which every
-    evaluation uses unless it is told otherwise. Written atomically."""
+    evaluation uses unless it is told otherwise. Written atomically. (A bare engine run, as in
+    tests, may name no network; `read_encoder` then refuses the file.)"""
     from common.checkpoint import save_checkpoint
 
-    missing = [k for k in ENCODER_FIELDS if k not in meta]
-    if missing or not isinstance(meta.get("backbone_kwargs"), dict):
-        raise ConfigError(f"{path}: an encoder needs {list(ENCODER_FIELDS)} (a name and a mapping); missing {missing}")
+    present = [k for k in ENCODER_FIELDS if k in meta]
+    if present and (len(present) < len(ENCODER_FIELDS) or not isinstance(meta["backbone"], str)
+                    or not isinstance(meta["backbone_kwargs"], dict)):
+        raise ConfigError(f"{path}: an encoder names its network by {list(ENCODER_FIELDS)} (a name and a mapping), "
+                          f"got {{{', '.join(f'{k}: {meta[k]!r}' for k in present)}}}")
     save_checkpoint({**meta, "state_dict": state_dict}, Path(path))
 
 

@@ -22,7 +22,7 @@ def write(path, **meta):
 def test_the_file_round_trips_and_a_bad_one_is_one_clear_error(tmp_path):
     read = runs.read_encoder(write(tmp_path / "e.pt", norm="cifar10", method="simclr"))
     assert read["backbone"] == "cifar_resnet20" and read["backbone_kwargs"] == R20 and read["norm"] == "cifar10"
-    with pytest.raises(ConfigError, match="an encoder needs"):
+    with pytest.raises(ConfigError, match="an encoder names its network"):
         runs.write_encoder(tmp_path / "x.pt", {"backbone": "cifar_resnet20"}, {})
     assert not (tmp_path / "x.pt").exists()
     for bad, message in (({"model": {}}, "not an encoder file"),

@@ -80,7 +80,7 @@ def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
 def test_outputs_metrics_provenance_and_curves(tmp_path):
     method = tiny_simclr()
     metrics = train(method, tiny_dataset(), tiny_config(steps=4), tmp_path,
-                    params={"lr": 0.3}, encoder_meta={"backbone": "cifar_resnet20"},
+                    params={"lr": 0.3}, encoder_meta={"backbone": "cifar_resnet20", "backbone_kwargs": {"width": 0.25}},
                     run_info={"dataset": "synthetic", "profile": "smoke"})
     on_disk = json.loads((tmp_path / METRICS).read_text())
     assert on_disk == json.loads(json.dumps(metrics))
@@ -97,7 +97,7 @@ def test_outputs_metrics_provenance_and_curves(tmp_path):
     # total = the method's own parameters (backbone + projector), without the online probe
     assert norms["total"] ** 2 == pytest.approx(norms["backbone"] ** 2 + norms["projector"] ** 2, rel=1e-4)
     encoder = load_encoder(tmp_path / ENCODER, tiny_simclr().backbone)
-    assert encoder["backbone"] == "cifar_resnet20"
+    assert encoder["backbone"] == "cifar_resnet20" and encoder["norm"] == "cifar10"  # the views' normalization
     for k, v in method.backbone.state_dict().items():
         assert torch.equal(encoder["state_dict"][k], v)
 
