@@ -10,9 +10,9 @@ and the FP teacher.
     python -m burn.pretrain --method mocov2 --backbone resnet18 --out DIR      # the FP teacher
     python -m burn.pretrain --method byol --backbone reactnet_a --out DIR      # a baseline
 
-Methods: burn, s2bnn (``burn.s2bnn``), supervised, byol, swav, mocov2 ("tuned" MoCo v2: its
-hyperparameters are the ``burn.methods.mocov2`` entry), simclrv2 (SimCLR with a 3-layer
-projection head), infomin (MoCo v2 with the ``infomin`` views). Everything comes from the
+Methods: burn, s2bnn (``burn.s2bnn``) and every registered base method
+(``common.methods.registry``: supervised, byol, swav, mocov2, mocov2_tuned (MoCo v2 with S2-BNN's
+settings for binary networks, given in the profile), simclrv2, infomin). Everything comes from the
 ``burn`` section of the parameter file (default params.yaml) with ``key.sub=value`` overrides:
 ``dataset``, ``backbone_options.<backbone>``, ``views.<method>`` (a recipe of
 ``common.views.build_views`` plus its options), ``methods.<method>`` (constructor arguments),
@@ -24,7 +24,9 @@ project's encoder.pt says its own).
 
 --stage: the binary stage of a binary backbone (1: binary activations, FP weights; 2: fully
 binary). BURN needs it; stage 2 also needs --init (stage 1's run folder or checkpoint.pt). The
-baselines default to 2 (one fully binary run). An FP backbone (the teacher) takes no stage.
+baselines default to 2 (one fully binary run); a baseline listed in ``burn.two_stage`` runs both
+stages in one call, as S2-BNN's recipe does (stage 1 in --out/stage1/, then stage 2 from all it
+trained into --out). An FP backbone (the teacher) takes no stage.
 --teacher: BURN's and S2-BNN's FP teacher: a run folder / encoder.pt of this project, a MoCo v2
 checkpoint or a torchvision state dict (``burn.teacher``); a teacher run's folder holding s<seed>/
 folders gives the seed this run distils from (the teacher of its own seed, else the first of
@@ -45,11 +47,11 @@ import torch
 
 from burn.method import BURN
 from burn.s2bnn import S2BNN
-from burn.teacher import load_fp_head, load_fp_trunk, read_head_state
+from burn.teacher import load_fp_head, load_fp_trunk, load_state_strict, read_head_state
 from common import runs
 from common.backbones import build_backbone
 from common.binary import binary_convs, set_binary_stage
-from common.checkpoint import save_checkpoint, write_json
+from common.checkpoint import load_checkpoint, save_checkpoint, write_json
 from common.config import cli_main, load_params, section, seed_of, train_settings
 from common.data import build_dataset
 from common.engine import TrainConfig, train
@@ -100,8 +102,8 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
         raise ConfigError(f"--method {method!r}: expected one of {', '.join(methods())}")
     if (teacher is not None) != (method in ("burn", "s2bnn")):
         raise ConfigError(f"--teacher: {'required' if teacher is None else 'not used'} for --method {method}")
-    if init is not None and not (method == "burn" and stage == 2):
-        raise ConfigError("--init: only for --method burn --stage 2 (stage 1's run)")
+    if init is not None and stage != 2:
+        raise ConfigError("--init: only for a stage-2 run (--stage 2), from stage 1's run")
     if variant is not None and method != "burn":
         raise ConfigError(f"--variant: only for --method burn, not {method}")
     torch.manual_seed(seed_of(params))  # same initial student for every method
@@ -132,8 +134,22 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
         trunk, info = load_teacher(cfg, teacher)
         model = S2BNN(student, trunk, load_fp_head(teacher), views, stage=stage, **kwargs)
         facts["teacher"] = info
-        return model, facts
-    return registry.build_method(method, student, views, **kwargs), facts
+    else:
+        model = registry.build_method(method, student, views, **kwargs)
+    if init is not None:
+        facts["init"] = load_stage1(model, init)
+    return model, facts
+
+
+def load_stage1(model: torch.nn.Module, path: str | Path) -> dict:
+    """Stage 2 of a two-stage baseline starts from everything stage 1 trained (the networks, heads,
+    momentum encoders, queues), as S2-BNN's step 2 loads its step-1 model; optimizer and online
+    probe start afresh."""
+    path = Path(path) / runs.CHECKPOINT if Path(path).is_dir() else Path(path)
+    state = (load_checkpoint(path).get("model") or {})
+    mine = {k[len("method."):]: v for k, v in state.items() if k.startswith("method.")}
+    load_state_strict(model, mine, path, "--init")
+    return {"path": str(path), "loaded": "all"}
 
 
 def import_teacher(params: dict, backbone_name: str, out: str) -> dict:
@@ -181,6 +197,22 @@ def run(params: dict, method: str, backbone_name: str, out: str, stage: int | No
     teacher = resolve_teacher(params, teacher)
     if as_teacher and (cfg.get("teacher") or {}).get("file"):
         return import_teacher(params, backbone_name, out)
+    if method in runs.two_stage(cfg) and not as_teacher:
+        if stage is not None or init is not None:
+            raise ConfigError(f"--stage / --init: {method} is in burn.two_stage, which runs both stages itself")
+        first = Path(out) / runs.STAGE1
+        stage1 = run_stage(params, method, backbone_name, str(first), 1, teacher, None, variant, False)
+        final = run_stage(params, method, backbone_name, out, 2, teacher, str(first), variant, False)
+        final["stage1"] = {k: stage1.get(k) for k in ("status", "step", "seconds", "final_loss")}
+        write_json(final, Path(out) / runs.METRICS)
+        return final
+    return run_stage(params, method, backbone_name, out, stage, teacher, init, variant, as_teacher)
+
+
+def run_stage(params: dict, method: str, backbone_name: str, out: str, stage: int | None,
+              teacher: str | None, init: str | None, variant: str | None, as_teacher: bool) -> dict:
+    """One training run (one stage) of one method."""
+    cfg = section(params, "burn")
     settings = train_settings(params, "burn", method)
     if as_teacher:  # the FP teacher may train longer than the binary runs of the same method
         settings.update((cfg.get("teacher") or {}).get("train") or {})

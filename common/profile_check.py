@@ -49,13 +49,15 @@ def validate_params(params: dict) -> None:
     """Every value a stage reads that can be checked without data: one ConfigError naming the field."""
     from common.engine import TrainConfig
     from common.quant import parse_precision_set
-    from common.runs import precision_sets, profile_seeds, teacher_seeds
+    from common.runs import precision_sets, profile_seeds, teacher_seeds, two_stage
 
     seed = seed_of(params)
     profile_seeds(params)
     burn = params.get("burn") or {}
     if "burn" in params and not teacher_seeds(params) and (burn.get("runs") or burn.get("distill")):
         raise ConfigError("burn.teacher.seeds: empty, but burn.runs / burn.distill distil from the teacher")
+    if "burn" in params:
+        two_stage(burn)
     if "precision" in params:
         parse_precision_set(params["precision"])
     for spec in precision_sets(params)["sets"]:

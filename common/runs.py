@@ -13,7 +13,8 @@ A run is one pretraining (or an untrained network a table compares with). Its id
                 (`cq.precision_sets`, CQ Tables 1, 8, 9 side by side)
     seed        one of the profile's `seeds`; the teacher's: one of `burn.teacher.seeds`
 
-and its folder, under which the run's stage writes encoder.pt (`write_encoder`, read back by
+and its folder (a two-stage baseline keeps its first stage in stage1/ inside it), under which
+the run's stage writes encoder.pt (`write_encoder`, read back by
 `read_encoder`: the network, its options, its binary stage and input normalization), metrics.json,
 checkpoint.pt and dvclive/:
 
@@ -43,6 +44,7 @@ from common.errors import ConfigError
 RUNS = Path("runs")
 EVAL = RUNS / "eval"
 ENCODER, METRICS, CHECKPOINT = "encoder.pt", "metrics.json", "checkpoint.pt"
+STAGE1 = "stage1"  # a two-stage baseline's first stage, inside its run folder (burn.two_stage)
 # The statuses a metrics.json records, shared by every reader: a pretraining run ends "ok" or
 # "diverged"; an evaluation of a diverged run is NOT_RUN_DIVERGED instead of a number.
 OK, DIVERGED = "ok", "diverged"
@@ -196,6 +198,18 @@ def burn_main_keys(params: dict) -> list[str]:
 def burn_teacher_keys(params: dict) -> list[str]:
     teacher = (params.get("burn") or {}).get("teacher") or {}
     return [f"burn/{teacher_name(teacher.get('method'), teacher.get('backbone'))}"] if teacher_seeds(params) else []
+
+
+def two_stage(burn: dict) -> list[str]:
+    """`burn.two_stage`: the baselines trained as S2-BNN trains them, stage 1 (binary activations,
+    in their run folder's stage1/) then stage 2 (fully binary) from it, each a full schedule."""
+    names = burn.get("two_stage") or []
+    if not isinstance(names, list) or "burn" in names:
+        raise ConfigError(f"burn.two_stage: expected a list of baseline names (BURN has its own stages), got {names!r}")
+    stray = [m for m in names if m not in [*(burn.get("distill") or []), *(burn.get("baselines") or [])]]
+    if stray:
+        raise ConfigError(f"burn.two_stage: {stray[0]!r} is not in burn.distill or burn.baselines")
+    return names
 
 
 def burn_random_init_keys(params: dict) -> list[str]:

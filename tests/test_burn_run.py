@@ -92,3 +92,32 @@ def burn_run(s: int, out) -> tuple[float, float]:
 @pytest.mark.learning
 def test_short_burn_run_beats_the_untrained_binary_network_in_knn(tmp_path):
     assert mean_margin("burn", lambda s: burn_run(s, tmp_path)) > MARGIN_FLOOR
+
+
+def test_a_two_stage_baseline_trains_stage_1_then_stage_2_from_everything_it_trained(tmp_path, capsys):
+    """burn.two_stage (S2-BNN's recipe): one call runs stage 1 (binary activations) into stage1/ and
+    stage 2 (fully binary) from all of stage 1's weights into the run folder."""
+    teacher = tmp_path / "teacher"
+    assert cli("--method", "mocov2", "--backbone", "resnet18", "--as-teacher", "--out", teacher) == 0
+    two = ["burn.two_stage=[s2bnn, mocov2_tuned]", "burn.baselines=[mocov2_tuned]", "burn.views.mocov2_tuned={recipe: mocov2, out_size: 16}",
+           "burn.methods.mocov2_tuned={proj_dim: 16, hidden_dim: 32, num_negatives: 64}"]
+    for method, extra in (("s2bnn", ["--teacher", teacher]), ("mocov2_tuned", [])):
+        out = tmp_path / method
+        assert cli("--method", method, "--backbone", "reactnet_a", *extra, "--out", out, *two) == 0
+        first, final = (json.loads((folder / "metrics.json").read_text()) for folder in (out / "stage1", out))
+        assert first["status"] == final["status"] == "ok" and final["stage1"]["step"] == 2
+        assert load_checkpoint(out / "stage1" / "encoder.pt")["binary_stage"] == 1
+        assert load_checkpoint(out / "encoder.pt")["binary_stage"] == 2
+        assert final["provenance"]["init"]["path"].endswith("stage1/checkpoint.pt")
+    # stage 2 started from stage 1's end: rebuilt from stage 1, the weights match exactly
+    from burn.pretrain import build_method
+    from common.config import load_params
+
+    params = load_params("params.yaml", [*SMALL, *two])
+    model, _ = build_method(params, "mocov2_tuned", "reactnet_a", 2, None, str(tmp_path / "mocov2_tuned" / "stage1"),
+                            None, 2)
+    stage1 = load_checkpoint(tmp_path / "mocov2_tuned" / "stage1" / "checkpoint.pt")["model"]
+    assert all(torch.equal(v, stage1[f"method.{k}"]) for k, v in model.state_dict().items())
+    capsys.readouterr()
+    assert cli("--method", "mocov2_tuned", "--backbone", "reactnet_a", "--stage", 1, "--out", tmp_path / "bad", *two) == 2
+    assert "burn.two_stage" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -306,7 +306,7 @@ def test_supervised_loss_is_cross_entropy():
 
 
 def test_registry_builds_by_name_and_rejects_bad_input():
-    assert list_methods() == ["byol", "infomin", "mocov2", "simclr", "simclrv2", "supervised", "swav"]
+    assert list_methods() == ["byol", "infomin", "mocov2", "mocov2_tuned", "simclr", "simclrv2", "supervised", "swav"]
     byol = build_method("byol", tiny_backbone(), random_views(), hidden_dim=8, pred_hidden_dim=8)
     assert isinstance(byol, BYOL) and byol.tau_base == 0.996
     v2 = build_method("simclrv2", tiny_backbone(), random_views(), hidden_dim=8, proj_dim=4)

@@ -162,3 +162,12 @@ def test_layers_import_only_downwards(package, forbidden):
 def test_git_keeps_only_the_headline_summaries_of_the_runs_folder(path, ignored):
     done = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO)
     assert done.returncode == (0 if ignored else 1), path
+
+
+def test_two_stage_names_only_listed_baselines():
+    burn = {"distill": ["s2bnn"], "baselines": ["mocov2_tuned"], "two_stage": ["s2bnn", "mocov2_tuned"]}
+    assert runs.two_stage(burn) == ["s2bnn", "mocov2_tuned"] and runs.two_stage({}) == []
+    with pytest.raises(ConfigError, match="'byol' is not in burn.distill or burn.baselines"):
+        runs.two_stage({**burn, "two_stage": ["byol"]})
+    with pytest.raises(ConfigError, match="BURN has its own stages"):
+        runs.two_stage({**burn, "two_stage": ["burn"]})

@@ -7,6 +7,7 @@
 | `simclrv2`   | `common.methods.simclr.SimCLR`          | `num_layers=3` (3-layer head) | yes |
 | `byol`       | `common.methods.byol.BYOL`              |                              | yes |
 | `mocov2`     | `common.methods.mocov2.MoCoV2`          |                              |    |
+| `mocov2_tuned` | `common.methods.mocov2.MoCoV2`        | (S2-BNN's settings for binary networks, set in the profile) | |
 | `infomin`    | `common.methods.mocov2.MoCoV2`          | (its views: the InfoMin recipe, set in the profile) | |
 | `swav`       | `common.methods.swav.SwAV`              |                              |    |
 | `supervised` | `common.methods.supervised.Supervised`  | (needs `num_classes=`)       |    |
@@ -44,6 +45,7 @@ METHODS: dict[str, Entry] = {
     "simclrv2": Entry(SimCLR, {"num_layers": 3}),
     "byol": Entry(BYOL),
     "mocov2": Entry(MoCoV2),
+    "mocov2_tuned": Entry(MoCoV2),
     "infomin": Entry(MoCoV2),
     "swav": Entry(SwAV),
     "supervised": Entry(Supervised),
