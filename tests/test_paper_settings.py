@@ -77,3 +77,27 @@ def test_bn_reestimation_is_on_by_default_and_validated():
             bn_reestimation_batches({"bn_reestimation": bad})
     smoke = ALL["smoke"]
     assert build_cq(smoke, "simclr", "cq_c", "cifar_resnet20").bn_reestimation_batches == 20
+
+
+def test_s2bnn_and_its_tuned_moco_v2_follow_s2bnns_published_recipe():
+    # S2-BNN's public code: two steps of 200 epochs, Adam 3e-4, batch 256, MoCo v2 augmentation,
+    # lr decaying linearly; weight decay 0 (distillation) / 1e-4 (tuned MoCo v2); T = 0.2, K = 65536
+    burn = PAPER["burn"]
+    assert burn["two_stage"] == ["s2bnn", "mocov2_tuned"] and "mocov2_tuned" in burn["baselines"]
+    for method, decay in (("s2bnn", 0.0), ("mocov2_tuned", 1.0e-4)):
+        train = train_settings(PAPER, "burn", method)
+        assert (train["optimizer"], train["lr"], train["batch_size"], train["schedule"]) == ("adam", 3.0e-4, 256, "linear")
+        assert train["weight_decay"] == decay and train["epochs"] == 200  # per step
+        assert burn["views"][method]["recipe"] == "mocov2"
+    assert burn["methods"]["mocov2_tuned"]["temperature"] == 0.2
+    assert burn["methods"]["mocov2_tuned"]["num_negatives"] == 65536
+    mapped = (REPO / "reports" / "mapping" / "paper.yaml").read_text()
+    assert "Tuned MoCov2 [38]: burn/baseline-mocov2_tuned" in mapped
+    assert not [line for line in mapped.splitlines() if line.rstrip().endswith("burn/baseline-mocov2")]
+
+
+def test_one_stage_baselines_get_burns_total_budget():
+    burn_epochs = train_settings(PAPER, "burn", "burn")["epochs"]
+    for method in PAPER["burn"]["baselines"]:
+        stages = 2 if method in PAPER["burn"]["two_stage"] else 1
+        assert stages * train_settings(PAPER, "burn", method)["epochs"] == 2 * burn_epochs, method
