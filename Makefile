@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python -m ...`: run them with the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro plan compare test test-fast test-learning bench lock clean-venv profile
+.PHONY: setup repro plan compare test test-fast test-learning bench lock clean-venv profile study-part study-status study-verdicts
 
 setup: $(STAMP)
 
@@ -57,3 +57,15 @@ clean-venv:
 profile:
 	@test -n "$(PROFILE)" && test -f profiles/$(PROFILE).yaml || { echo "usage: make profile PROFILE=<name of a file in profiles/>"; exit 2; }
 	cp profiles/$(PROFILE).yaml params.yaml
+
+# The claims study (reports/study/README.md): `make study-part HALF=cq SEED=1` runs one part in the
+# background-safe way (resumes a killed one); status lists what is missing; verdicts renders them.
+study-part: setup
+	@test -n "$(HALF)" && test -n "$(SEED)" || { echo "usage: make study-part HALF=cq|burn SEED=<seed>"; exit 2; }
+	$(PY) -m reports.study run $(HALF) --seed $(SEED)
+
+study-status: setup
+	$(PY) -m reports.study status
+
+study-verdicts: setup
+	$(PY) -m reports.study verdicts
