@@ -8,11 +8,18 @@ vote wins. Defaults k = 200, T = 0.07 (the papers do not give theirs; both are p
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from common.errors import ConfigError
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 @torch.no_grad()
@@ -22,20 +29,32 @@ def extract_features(model: nn.Module, dataset: Dataset, transform, batch_size: 
     """(features (N, D) float32 on CPU, targets) of a frozen model in eval mode, in dataset order.
 
     ``transform``: a deterministic view pipeline (``common.views.eval_transform``) applied to
-    each uint8 batch on ``device``. The model's train/eval mode is restored afterwards.
+    each uint8 batch on ``device``; images are decoded by ``num_workers`` loader processes (pinned
+    memory on CUDA). Under torchrun (a process group is up) each rank extracts a contiguous
+    share of the data set and every rank returns all of it, gathered in dataset order (eval mode:
+    a feature does not depend on its batch). The model's train/eval mode is restored afterwards.
     """
+    rank, world = _rank_world()
+    n = len(dataset)
+    share = Subset(dataset, range(rank * n // world, (rank + 1) * n // world)) if world > 1 else dataset
     was_training = model.training
     model.eval()
     feats, targets = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(share, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=torch.device(device).type == "cuda")
     try:
         for images, target in loader:
-            x = transform(images.to(device))
+            x = transform(images.to(device, non_blocking=True))
             feats.append(model(x).float().cpu())
             targets.append(torch.as_tensor(target))
     finally:
         model.train(was_training)
-    return torch.cat(feats), torch.cat(targets)
+    mine = (torch.cat(feats) if feats else torch.empty(0), torch.cat(targets) if targets else torch.empty(0))
+    if world == 1:
+        return mine
+    shares: list = [None] * world
+    dist.all_gather_object(shares, mine)
+    return torch.cat([f for f, _ in shares if f.numel()]), torch.cat([t for _, t in shares if t.numel()])
 
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,

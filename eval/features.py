@@ -50,7 +50,9 @@ CLI (writes the SVM input file):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import os
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,7 +253,7 @@ def check_layer(layer: str) -> str:
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
+    if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise ConfigError(f"--device {device!r}: expected auto, cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no GPU is visible")
@@ -294,8 +296,9 @@ class FeatureExtractor:
 
     def __init__(self, encoder_path: str | Path, cache_dir: str | Path | None = None,
                  device: str | torch.device = "cpu", batch_size: int = 256,
-                 transform: TransformSpec | None = None):
+                 transform: TransformSpec | None = None, num_workers: int = 0):
         self.encoder_path = Path(encoder_path)
+        self.num_workers = int(num_workers)
         self.sha256 = file_sha256(self.encoder_path)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.device = torch.device(device)
@@ -335,8 +338,9 @@ class FeatureExtractor:
             obj = load_checkpoint(path)
             return Features(obj["features"], obj["targets"], key, True)
         feats, targets = extract_features(LayerFeatures(self.backbone, layer), dataset,
-                                          TransformSpec.build(transform), self.batch_size, self.device)
-        if path is not None:
+                                          TransformSpec.build(transform), self.batch_size, self.device,
+                                          self.num_workers)
+        if path is not None and is_main_process():  # under torchrun every rank holds them all; one writes
             save_checkpoint({"features": feats, "targets": targets,
                              "meta": json.dumps(self.key_record(spec, layer, transform), default=str)}, path)
         return Features(feats, targets, key, False)
@@ -393,9 +397,39 @@ def add_extractor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: no cache)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--extract-batch", type=int, default=256, help="batch size of the extraction")
+    parser.add_argument("--workers", type=int, default=0, help="loader processes decoding the images")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--resize", type=int, default=None)
     parser.add_argument("--norm", default=None, help="imagenet | cifar10 | cifar100")
+
+
+@contextlib.contextmanager
+def eval_process(args: argparse.Namespace):
+    """One evaluation CLI's process. Under torchrun (WORLD_SIZE > 1) it joins the process group
+    (gloo on CPU, NCCL on GPU; `args.device` becomes this rank's device) for the suite's feature
+    extraction, which the ranks share (`common.features.extract_features`), and leaves it at the
+    end; rank 0 writes the results. One process: nothing changes."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        yield
+        return
+    from common.distributed import setup_runtime
+
+    rt = setup_runtime(args.device)
+    args.device = str(rt.device)
+    try:
+        yield
+    finally:
+        if rt.started_process_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or a single process: the one that writes files."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def spec_from_args(args: argparse.Namespace, split: str) -> DataSpec:
@@ -404,7 +438,7 @@ def spec_from_args(args: argparse.Namespace, split: str) -> DataSpec:
 
 def extractor_from_args(args: argparse.Namespace) -> FeatureExtractor:
     return FeatureExtractor(args.encoder, args.cache_dir, resolve_device(args.device), args.extract_batch,
-                            TransformSpec(args.image_size, args.resize, args.norm))
+                            TransformSpec(args.image_size, args.resize, args.norm), args.workers)
 
 
 @cli_main

@@ -24,7 +24,8 @@ import torch
 from common.config import cli_main
 from common.errors import ConfigError
 from common.features import knn_predict
-from eval.features import DataSpec, FeatureExtractor, add_data_args, add_extractor_args, extractor_from_args, spec_from_args
+from eval.features import (DataSpec, FeatureExtractor, add_data_args, add_extractor_args, eval_process,
+                           extractor_from_args, spec_from_args)
 from eval.linear import finish, int_labels, topk_accuracy
 
 HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
@@ -69,10 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-split", default="test")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    extractor = extractor_from_args(args)
-    metrics = run_knn(extractor, spec_from_args(args, args.train_split), spec_from_args(args, args.test_split),
-                      args.k, args.temperature)
-    finish(args, metrics, extractor.device, "eval.knn")
+    with eval_process(args):
+        extractor = extractor_from_args(args)
+        metrics = run_knn(extractor, spec_from_args(args, args.train_split), spec_from_args(args, args.test_split),
+                          args.k, args.temperature)
+        finish(args, metrics, extractor.device, "eval.knn")
     return 0
 
 

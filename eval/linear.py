@@ -30,6 +30,11 @@ Choices where the papers are silent:
   that point (NaN logits count as wrong).
 - Accuracies are fractions in [0, 1]; top-5 is top-min(5, classes).
 
+Under `torchrun --nproc_per_node=N -m eval.linear ...` (or eval.knn, eval.transfer) the ranks
+share the feature extraction (each a contiguous part of each split, gathered in order); every
+rank then trains the same layer on the same features and rank 0 writes metrics.json, which
+equals one process's up to float rounding. The augment mode runs in one process only.
+
 CLI:
     python -m eval.linear --encoder runs/.../encoder.pt --dataset cifar10 --root ../shared/data/cifar10 \
         --out runs/eval/linear/x [--preset burn|cq|cq_imagenet] [--mode cached|augment] \
@@ -55,8 +60,8 @@ from common.errors import ConfigError
 from common.optim import apply_schedule, build_optimizer, make_schedule
 from common.provenance import provenance
 from common.views import build_views
-from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_args,
-                           add_extractor_args, extractor_from_args, spec_from_args)
+from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_args, add_extractor_args,
+                           eval_process, extractor_from_args, is_main_process, spec_from_args)
 from eval.presets import LINEAR_PRESETS, TrainPreset, get_preset
 
 MODES = ("cached", "augment")
@@ -205,6 +210,9 @@ def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: Dat
     """Train and test one linear layer; returns the metrics dict (see the module docstring)."""
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+    if mode == "augment" and _world() > 1:
+        raise ConfigError("--mode augment: not yet split over torchrun ranks (the ranks share the feature "
+                          "extraction of --mode cached); run it in one process")
     started = time.time()
     train_set, test_set = train_spec.build(), test_spec.build()
     num_classes = int(getattr(train_set, "num_classes", 0))
@@ -235,6 +243,12 @@ def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: Dat
     }
 
 
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     parser.add_argument("--lr", type=float, default=None, help="override the preset's lr")
@@ -249,6 +263,8 @@ def finish(args: argparse.Namespace, metrics: dict, device: torch.device, stage:
     """Add provenance, write metrics.json atomically, print a one-line summary."""
     params = {k: v for k, v in vars(args).items() if k != "out"}
     metrics["provenance"] = provenance(params, torch.device(device), stage=stage, dataset=args.dataset)
+    if not is_main_process():  # under torchrun every rank has the same metrics; rank 0 writes them
+        return metrics
     write_metrics(args.out, metrics)
     print(f"{args.out}: {metrics['suite']} ({metrics.get('mode', '')}) top1 {metrics['top1']:.4f} "
           f"top5 {metrics['top5']:.4f} [{metrics.get('status', 'ok')}]")
@@ -266,10 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     preset = get_preset(LINEAR_PRESETS, args.preset, "linear evaluation").scaled(args.epochs, args.lr,
                                                                                  args.batch_size)
-    extractor = extractor_from_args(args)
-    metrics = run_linear(extractor, spec_from_args(args, args.train_split), spec_from_args(args, args.test_split),
-                         preset, args.mode, args.seed)
-    finish(args, metrics, extractor.device, "eval.linear")
+    with eval_process(args):
+        extractor = extractor_from_args(args)
+        metrics = run_linear(extractor, spec_from_args(args, args.train_split), spec_from_args(args, args.test_split),
+                             preset, args.mode, args.seed)
+        finish(args, metrics, extractor.device, "eval.linear")
     return 0
 
 

@@ -22,7 +22,7 @@ import argparse
 from typing import Sequence
 
 from common.config import cli_main
-from eval.features import add_data_args, add_extractor_args, extractor_from_args, spec_from_args
+from eval.features import add_data_args, add_extractor_args, eval_process, extractor_from_args, spec_from_args
 from eval.linear import add_training_args, finish, run_linear
 from eval.presets import TRANSFER_PRESETS, get_preset
 
@@ -40,11 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", default=None, help="the target data set's name in the output")
     args = parser.parse_args(argv)
     preset = get_preset(TRANSFER_PRESETS, args.preset, "transfer").scaled(args.epochs, args.lr, args.batch_size)
-    extractor = extractor_from_args(args)
-    metrics = run_linear(extractor, spec_from_args(args, args.train_split), spec_from_args(args, args.test_split),
-                         preset, args.mode, args.seed, suite="transfer")
-    metrics["target"] = args.target or args.dataset
-    finish(args, metrics, extractor.device, "eval.transfer")
+    with eval_process(args):
+        extractor = extractor_from_args(args)
+        metrics = run_linear(extractor, spec_from_args(args, args.train_split), spec_from_args(args, args.test_split),
+                             preset, args.mode, args.seed, suite="transfer")
+        metrics["target"] = args.target or args.dataset
+        finish(args, metrics, extractor.device, "eval.transfer")
     return 0
 
 
