@@ -16,6 +16,12 @@ again, goes on from the stage it was in (DVC skips the finished ones). It then m
 arm of reports/claims.yaml the workspace holds for seed S (``reports.claims.harvest``) and writes
 ``reports/study/parts/<half>-s<S>.json``: the numbers, the commit, the minutes. Commit that file:
 the verdicts read only finished parts, and a later sitting runs the missing ones.
+
+A pilot (`run burn --seed 0 --pilot`) runs a seed outside the study's in the same worktree to try
+a schedule before the study runs it: its numbers and sanity margins go to reports/study/pilots/
+and never into a verdict (a shared teacher it trains is reused by the study's parts). After a
+profile change, `--update` moves the worktree to the new commit; its finished runs stay and DVC
+re-runs only the stages the change touches.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ from reports import claims as claims_module
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "reports" / "study"
 PARTS = STUDY / "parts"
+PILOTS = STUDY / "pilots"  # runs that chose a schedule before the study; never in the verdicts
 WORKSPACES = REPO / ".study"
 HALVES = {"cq": "profiles/study_cq.yaml", "burn": "profiles/study_burn.yaml"}
 # the pretraining stages of each half, by DVC stage-name prefix, in dvc.yaml order
@@ -47,8 +54,8 @@ STAGE_PREFIXES = {"cq": ("cq_",),
                            "burn_baseline")}
 
 
-def part_path(half: str, seed: int) -> Path:
-    return PARTS / f"{half}-s{seed}.json"
+def part_path(half: str, seed: int, pilot: bool = False) -> Path:
+    return (PILOTS if pilot else PARTS) / f"{half}-s{seed}.json"
 
 
 def half_profile(half: str) -> dict:
@@ -57,23 +64,28 @@ def half_profile(half: str) -> dict:
     return read_yaml_mapping(REPO / HALVES[half], HALVES[half])
 
 
-def part_params(profile: dict, seed: int) -> dict:
+def part_params(profile: dict, seed: int, pilot: bool = False) -> dict:
     """The profile as one part runs it: its one seed, the data root absolute (the workspace is
-    not where the profile's relative root points from)."""
-    if seed not in runs.profile_seeds(profile):
-        raise ConfigError(f"--seed {seed}: not a seed of this half (seeds: {runs.profile_seeds(profile)})")
+    not where the profile's relative root points from). A pilot takes a seed the study does not."""
+    seeds = runs.profile_seeds(profile)
+    if (seed in seeds) == pilot:
+        raise ConfigError(f"--seed {seed}: " + (f"a seed of the study ({seeds}); a pilot takes another" if pilot
+                                                else f"not a seed of this half (seeds: {seeds}; --pilot for another)"))
     data = dict(profile.get("data") or {})
     data["root"] = str((REPO / data.get("root", "data")).resolve())
     return {**profile, "seeds": [seed], "data": data}
 
 
-def workspace(half: str) -> Path:
-    """The half's worktree: made at HEAD by the first part, reused (same code) by the others."""
+def workspace(half: str, update: bool = False) -> Path:
+    """The half's worktree: made at HEAD by the first part, reused (same code) by the others.
+    `update` moves it to HEAD, keeping its runs (DVC then re-runs only what the change touches)."""
     path = WORKSPACES / half
     if not (path / "dvc.yaml").is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         git("worktree", "prune")
         git("worktree", "add", "--detach", str(path), "HEAD")
+    elif update:
+        git("checkout", "--detach", "--quiet", git("rev-parse", "HEAD"), cwd=path)
     return path
 
 
@@ -101,10 +113,10 @@ def part_stages(half: str, ws: Path, params: dict) -> list[str]:
     return ["check_profile", *pretraining, *suites]
 
 
-def run_part(half: str, seed: int) -> Path:
+def run_part(half: str, seed: int, pilot: bool = False, update: bool = False) -> Path:
     half_profile(half)  # a known half
-    ws = workspace(half)
-    params = part_params(read_yaml_mapping(ws / HALVES[half], HALVES[half]), seed)  # the workspace's own
+    ws = workspace(half, update)
+    params = part_params(read_yaml_mapping(ws / HALVES[half], HALVES[half]), seed, pilot)  # the workspace's own
     commit = git("rev-parse", "HEAD", cwd=ws)
     text = yaml.safe_dump(params, sort_keys=False)
     if not (ws / "params.yaml").is_file() or (ws / "params.yaml").read_text() != text:
@@ -118,13 +130,17 @@ def run_part(half: str, seed: int) -> Path:
     values = claims_module.harvest(claims_module.load_claims(), params, ws / "runs")
     measured = {key: {str(s): v for s, v in by_seed.items() if s == seed}
                 for key, by_seed in values.items()}
-    record = {"half": half, "seed": seed, "commit": commit, "profile": HALVES[half],
+    record = {"half": half, "seed": seed, "commit": commit, "profile": HALVES[half], "pilot": pilot,
               "minutes_this_sitting": round((time.time() - start) / 60, 1),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "values": {k: v for k, v in measured.items() if v}}
-    write_json(record, part_path(half, seed))
-    print(f"[study {half} s{seed}] finished -> {part_path(half, seed).relative_to(REPO)}")
-    return part_path(half, seed)
+    if pilot:
+        record["sanity"] = claims_module.sanity(claims_module.load_claims(), values)
+        print(f"[study {half} s{seed}] pilot sanity margins (points over untrained): {record['sanity']}")
+    path = part_path(half, seed, pilot)
+    write_json(record, path)
+    print(f"[study {half} s{seed}] finished -> {path.relative_to(REPO)}")
+    return path
 
 
 def claims_in_scope(params: dict) -> list[str]:
@@ -172,13 +188,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = sub.add_parser("run", help="run parts of one half, one seed each, in order; resumes a killed one")
     run.add_argument("half", choices=sorted(HALVES))
     run.add_argument("--seed", type=int, action="append", required=True, help="repeat for several parts")
+    run.add_argument("--pilot", action="store_true",
+                     help="a seed outside the study's, to try its schedule (reports/study/pilots/, never a verdict)")
+    run.add_argument("--update", action="store_true",
+                     help="move the half's worktree to HEAD first (its finished runs stay; DVC re-runs what changed)")
     sub.add_parser("status", help="finished and missing parts")
     verdicts = sub.add_parser("verdicts", help="finished parts -> reports/study/ (values, verdicts, claims.md/.tex/.png)")
     verdicts.add_argument("--out", default=str(STUDY))
     args = parser.parse_args(argv)
     if args.command == "run":
         for seed in args.seed:
-            run_part(args.half, seed)
+            run_part(args.half, seed, args.pilot, args.update)
     elif args.command == "status":
         print("\n".join(status_lines()))
     else:

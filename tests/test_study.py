@@ -17,6 +17,10 @@ def test_a_part_runs_its_half_for_one_seed_with_the_data_root_made_absolute():
     assert params["cq"] == profile["cq"] and profile["seeds"] != params["seeds"]  # the profile is not changed
     with pytest.raises(ConfigError, match="--seed 99: not a seed of this half"):
         study.part_params(profile, 99)
+    assert study.part_params(profile, 0, pilot=True)["seeds"] == [0]  # a pilot takes a seed outside the study
+    with pytest.raises(ConfigError, match="a pilot takes another"):
+        study.part_params(profile, profile["seeds"][0], pilot=True)
+    assert study.part_path("burn", 0, pilot=True).parent.name == "pilots"
     with pytest.raises(ConfigError, match="half 'x'"):
         study.half_profile("x")
 
