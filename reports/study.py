@@ -128,7 +128,9 @@ def run_part(half: str, seed: int, pilot: bool = False, update: bool = False) ->
         print(f"[study {half} s{seed}] dvc repro -s {stage}", flush=True)
         dvc(ws, "repro", "--single-item", stage)
     values = claims_module.harvest(claims_module.load_claims(), params, ws / "runs")
-    measured = {key: {str(s): v for s, v in by_seed.items() if s == seed}
+    teacher = {claims_module.measurement_key(claims_module.TEACHER, {"suite": suite, "key": "top1"})
+               for suite in claims_module.SANITY_SUITES}  # the shared teacher: its own seed
+    measured = {key: {str(s): v for s, v in by_seed.items() if s == seed or key in teacher}
                 for key, by_seed in values.items()}
     record = {"half": half, "seed": seed, "commit": commit, "profile": HALVES[half], "pilot": pilot,
               "minutes_this_sitting": round((time.time() - start) / 60, 1),
