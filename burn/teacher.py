@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from common import runs
 from common.backbones import build_backbone
 from common.checkpoint import load_checkpoint
 from common.errors import ConfigError
@@ -81,10 +82,10 @@ def read_trunk_state(path: str | Path) -> tuple[dict, str, dict]:
     """(state dict for the trunk, format name, meta) of a teacher file or run folder."""
     path = _resolve(path, "encoder.pt")
     obj = load_checkpoint(path)
+    if runs.is_encoder(obj):  # this project's encoder.pt
+        encoder = runs.check_encoder(obj, f"teacher {path}")
+        return dict(encoder["state_dict"]), "project", {k: encoder[k] for k in runs.ENCODER_FIELDS}
     inner = obj.get("state_dict") if isinstance(obj.get("state_dict"), dict) else None
-    if inner is not None and isinstance(obj.get("backbone"), str):  # this project's encoder.pt
-        meta = {"backbone": obj["backbone"], "backbone_kwargs": dict(obj.get("backbone_kwargs") or {})}
-        return dict(inner), "project", meta
     sd = inner if inner is not None else obj
     if not _all_tensors(sd):
         raise ConfigError(f"teacher {path}: expected a state dict of tensors (torchvision), a MoCo v2 "

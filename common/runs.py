@@ -292,14 +292,15 @@ def write_encoder(path: str | Path, meta: dict, state_dict: dict) -> None:
     save_checkpoint({**meta, "state_dict": state_dict}, Path(path))
 
 
-def read_encoder(path: str | Path) -> dict:
-    """An encoder.pt as written by `write_encoder`; every way it is not one is a ConfigError."""
+def is_encoder(obj: Any) -> bool:
+    """Whether a loaded file is this project's encoder (rather than a foreign state dict)."""
+    return isinstance(obj, dict) and "state_dict" in obj and isinstance(obj.get("backbone"), str)
+
+
+def check_encoder(ckpt: Any, where: str) -> dict:
+    """A loaded encoder file, validated: every way it is not one is a ConfigError naming `where`."""
     import torch
 
-    from common.checkpoint import load_checkpoint
-
-    where = f"--encoder {path}"
-    ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "backbone" not in ckpt:
         raise ConfigError(f"{where}: not an encoder file (expected keys 'backbone', 'backbone_kwargs', 'state_dict')")
     if not isinstance(ckpt.get("backbone_kwargs") or {}, dict):
@@ -310,6 +311,13 @@ def read_encoder(path: str | Path) -> dict:
     if ckpt.get("binary_stage") not in (None, 1, 2):
         raise ConfigError(f"{where}: 'binary_stage' must be 1, 2 or absent, got {ckpt['binary_stage']!r}")
     return {**ckpt, "backbone_kwargs": dict(ckpt.get("backbone_kwargs") or {})}
+
+
+def read_encoder(path: str | Path) -> dict:
+    """An encoder.pt as written by `write_encoder` (the one reader every evaluation goes through)."""
+    from common.checkpoint import load_checkpoint
+
+    return check_encoder(load_checkpoint(path), f"--encoder {path}")
 
 
 # --------------------------------------------------------------------------------------------

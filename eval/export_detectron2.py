@@ -58,6 +58,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from common import runs
 from common.checkpoint import atomic_write, load_checkpoint
 from common.config import cli_main
 from common.errors import ConfigError
@@ -108,6 +109,8 @@ def convert_state_dict(state_dict: dict) -> dict[str, np.ndarray]:
 def export(checkpoint: str | Path, out: str | Path) -> dict[str, np.ndarray]:
     """Read an encoder.pt (or a bare state dict) and write the detectron2 pickle atomically."""
     ckpt = load_checkpoint(checkpoint)
+    if runs.is_encoder(ckpt):  # this project's encoder.pt (else a bare state dict)
+        ckpt = runs.check_encoder(ckpt, str(checkpoint))
     state_dict = ckpt.get("state_dict", ckpt)
     if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ConfigError(f"{checkpoint}: expected an encoder.pt or a state dict of tensors")

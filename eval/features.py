@@ -316,7 +316,7 @@ class FeatureExtractor:
     @property
     def meta(self) -> dict:
         if self._meta is None:
-            self._meta = {k: v for k, v in load_checkpoint(self.encoder_path).items() if k != "state_dict"}
+            self._meta = {k: v for k, v in runs.read_encoder(self.encoder_path).items() if k != "state_dict"}
         return self._meta
 
     def key_record(self, spec: DataSpec, layer: str, transform: dict) -> dict:
