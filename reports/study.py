@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,12 +98,32 @@ def dvc(ws: Path, *args: str, capture: bool = False) -> str:
     """DVC in the workspace, with this interpreter's environment first on PATH (the stages run
     `python -m ...`)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=ws, env=env, check=False,
-                          text=True, capture_output=capture)
-    if done.returncode != 0:
-        raise ConfigError(f"dvc {' '.join(args)} in {ws}: exit {done.returncode}"
-                          + (f": {done.stderr.strip().splitlines()[-1]}" if capture and done.stderr.strip() else ""))
-    return done.stdout if capture else ""
+    code, out, err = run_in_group([str(Path(sys.executable).parent / "dvc"), *args], ws, env, capture)
+    if code != 0:
+        raise ConfigError(f"dvc {' '.join(args)} in {ws}: exit {code}"
+                          + (f": {err.strip().splitlines()[-1]}" if capture and err and err.strip() else ""))
+    return out if capture else ""
+
+
+def run_in_group(cmd: list[str], cwd: Path, env: dict, capture: bool = False) -> tuple[int, str, str]:
+    """Run `cmd` in a process group of its own and end the whole group unless it finished
+    cleanly (failed, killed, or this driver interrupted): no training process a DVC stage
+    started may outlive it and write beside a re-run of the same stage."""
+    pipe = subprocess.PIPE if capture else None
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, text=True, stdout=pipe, stderr=pipe, start_new_session=True)
+    try:
+        out, err = proc.communicate()
+    finally:
+        if proc.returncode != 0:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    return proc.returncode, out or "", err or ""
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # unwinds like Ctrl-C, so run_in_group ends its process group
 
 
 def part_stages(half: str, ws: Path, params: dict) -> list[str]:
@@ -198,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdicts = sub.add_parser("verdicts", help="finished parts -> reports/study/ (values, verdicts, claims.md/.tex/.png)")
     verdicts.add_argument("--out", default=str(STUDY))
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     if args.command == "run":
         for seed in args.seed:
             run_part(args.half, seed, args.pilot, args.update)

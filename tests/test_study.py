@@ -68,3 +68,26 @@ def test_status_names_the_finished_parts_and_the_command_for_each_missing_one(tm
     lines = study.status_lines()
     assert f"cq s{seed}: finished 2026-01-01T00:00:00Z at 000000000" in lines
     assert any(line.endswith("(python -m reports.study run burn --seed %d)" % seed) for line in lines)
+
+
+def test_a_failed_or_killed_stage_leaves_no_process_behind(tmp_path):
+    """What a part's DVC call starts runs in its own process group, ended when the call does not
+    finish cleanly: a training child cannot outlive its stage (and write beside its re-run)."""
+    import os
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    started = time.time()
+    code, _, _ = study.run_in_group(["sh", "-c", f"sleep 60 > /dev/null & echo $! > {pidfile}; exit 3"], tmp_path,
+                                    dict(os.environ))
+    assert time.time() - started < 30  # returned when the stage did, not when its child would have
+    assert code == 3
+    child = int(pidfile.read_text())
+    for _ in range(50):  # SIGTERM is delivered asynchronously
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the stage's child survived it")
