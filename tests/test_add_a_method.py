@@ -44,7 +44,7 @@ def settings(tmp_path):
     params["cq"].update(methods=["toy"], toy={"proj_dim": 8})
     params["cq"]["views"]["toy"] = {"recipe": "simclr", "out_size": 32, "norm": "cifar10"}
     params["cq"]["train"].update(steps=2, batch_size=16)
-    params["burn"].update(baselines=["toy"], two_stage=[])
+    params["burn"]["baselines"] = ["toy"]
     params["burn"]["methods"]["toy"] = {"proj_dim": 8}
     params["burn"]["views"]["toy"] = {"recipe": "simclr", "out_size": 32, "norm": "cifar10"}
     params["burn"]["train"].update(steps=2, batch_size=16)

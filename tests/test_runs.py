@@ -164,10 +164,11 @@ def test_git_keeps_only_the_headline_summaries_of_the_runs_folder(path, ignored)
     assert done.returncode == (0 if ignored else 1), path
 
 
-def test_two_stage_names_only_listed_baselines():
+def test_two_stage_is_a_list_of_baselines_and_burn_is_not_one():
     burn = {"distill": ["s2bnn"], "baselines": ["mocov2_tuned"], "two_stage": ["s2bnn", "mocov2_tuned"]}
     assert runs.two_stage(burn) == ["s2bnn", "mocov2_tuned"] and runs.two_stage({}) == []
-    with pytest.raises(ConfigError, match="'byol' is not in burn.distill or burn.baselines"):
-        runs.two_stage({**burn, "two_stage": ["byol"]})
+    assert runs.two_stage({**burn, "baselines": []}) == ["s2bnn", "mocov2_tuned"]  # idle when not run
     with pytest.raises(ConfigError, match="BURN has its own stages"):
         runs.two_stage({**burn, "two_stage": ["burn"]})
+    with pytest.raises(ConfigError, match="expected a list"):
+        runs.two_stage({"two_stage": "s2bnn"})
