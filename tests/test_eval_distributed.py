@@ -2,7 +2,6 @@
 of linear evaluation and kNN and write the same metrics as one process."""
 import json
 import os
-import subprocess
 import sys
 
 import pytest
