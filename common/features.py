@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from common.errors import ConfigError
 
 
-def _rank_world() -> tuple[int, int]:
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) under torchrun; (0, 1) in a single process."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -34,7 +35,7 @@ def extract_features(model: nn.Module, dataset: Dataset, transform, batch_size: 
     share of the data set and every rank returns all of it, gathered in dataset order (eval mode:
     a feature does not depend on its batch). The model's train/eval mode is restored afterwards.
     """
-    rank, world = _rank_world()
+    rank, world = rank_world()
     n = len(dataset)
     share = Subset(dataset, range(rank * n // world, (rank + 1) * n // world)) if world > 1 else dataset
     was_training = model.training

@@ -70,7 +70,7 @@ from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import cli_main
 from common.data import build_dataset
 from common.errors import ConfigError
-from common.features import extract_features
+from common.features import extract_features, rank_world
 from common import runs
 from common.binary import set_binary_stage
 from common.runs import METRICS, OK, pretraining_metrics
@@ -427,9 +427,7 @@ def eval_process(args: argparse.Namespace):
 
 def is_main_process() -> bool:
     """Rank 0 under torchrun, or a single process: the one that writes files."""
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return rank_world()[0] == 0
 
 
 def spec_from_args(args: argparse.Namespace, split: str) -> DataSpec:

@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader, Dataset
 from common.checkpoint import write_json
 from common.config import cli_main
 from common.errors import ConfigError
+from common.features import rank_world
 from common.optim import apply_schedule, build_optimizer, make_schedule
 from common.provenance import provenance
 from common.views import build_views
@@ -210,7 +211,7 @@ def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: Dat
     """Train and test one linear layer; returns the metrics dict (see the module docstring)."""
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
-    if mode == "augment" and _world() > 1:
+    if mode == "augment" and rank_world()[1] > 1:
         raise ConfigError("--mode augment: not yet split over torchrun ranks (the ranks share the feature "
                           "extraction of --mode cached); run it in one process")
     started = time.time()
@@ -241,12 +242,6 @@ def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: Dat
         "data": {"train": train_spec.record(), "test": test_spec.record()},
         "seconds": round(time.time() - started, 3),
     }
-
-
-def _world() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:

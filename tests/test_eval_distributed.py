@@ -48,6 +48,6 @@ def test_augmented_linear_evaluation_says_it_runs_in_one_process(monkeypatch):
     from eval import linear
     from common.errors import ConfigError
 
-    monkeypatch.setattr(linear, "_world", lambda: 2)
+    monkeypatch.setattr(linear, "rank_world", lambda: (0, 2))
     with pytest.raises(ConfigError, match="--mode augment: not yet split over torchrun ranks"):
         linear.run_linear(None, None, None, None, mode="augment")
