@@ -231,7 +231,9 @@ def _check_resume(path: Path, phash: str, rt: Runtime) -> dict | None:
     if not path.is_file():
         return None
     try:
-        ckpt = load_checkpoint(path, map_location=rt.device)
+        # onto the CPU: load_state_dict copies weights and optimizer state to where the model
+        # lives, and RNG states must stay CPU byte tensors (on a GPU they would not resume)
+        ckpt = load_checkpoint(path, map_location="cpu")
     except ConfigError as err:  # e.g. a copy cut short: the run starts over rather than stopping
         if rt.main:
             warnings.warn(f"{err}; starting over")
@@ -477,6 +479,9 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
         "online_acc": state.logs.get("online_acc"),
         "images_per_s": state.logs.get("images_per_s"),
         "seconds": round(state.seconds, 3),  # every segment, as of the final save
+        # this process's peak GPU memory (bench/gpu.py reports it); None on a CPU
+        "peak_memory_gib": (round(torch.cuda.max_memory_allocated(rt.device) / 2**30, 3)
+                            if rt.device.type == "cuda" else None),
         "world_size": rt.world,
         "method": method.summary(),
         "provenance": provenance(params, rt.device, **run_info),

@@ -213,3 +213,19 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
             assert torch.allclose(rank0[key], value, atol=1e-5), key
         else:
             assert torch.equal(rank0[key], value), key
+
+
+def test_a_checkpoint_resumes_onto_the_cpu_whatever_the_run_device(tmp_path):
+    """A GPU run resumes from a checkpoint read onto the CPU: RNG states must stay CPU byte tensors
+    (a CQ run's precision generator refused a CUDA one when its finished run was started again on
+    an H200, bench/gpu.py). On this CPU-only machine, reading onto `cuda` would raise."""
+    from types import SimpleNamespace
+
+    from common.engine import _check_resume
+
+    path = tmp_path / CHECKPOINT
+    save_checkpoint({"params_hash": "h", "world": 1, "rng": torch.Generator().get_state()}, path)
+    rt = SimpleNamespace(device=torch.device("cuda"), main=True, world=1)
+    ckpt = _check_resume(path, "h", rt)
+    assert ckpt["rng"].device.type == "cpu" and ckpt["rng"].dtype == torch.uint8
+    torch.Generator().set_state(ckpt["rng"])
