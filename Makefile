@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python -m ...`: run them with the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro plan compare test test-fast test-learning bench lock clean-venv profile study-part study-status study-verdicts
+.PHONY: setup repro plan compare test test-fast test-learning bench gpu-check lock clean-venv profile study-part study-status study-verdicts
 
 setup: $(STAMP)
 
@@ -44,7 +44,11 @@ test-learning: setup
 	$(PY) -m pytest -q -s -m learning
 
 bench: setup
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in $(filter-out bench/gpu.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The paper-scale GPU check (README "The GPU check"): reports/gpu/<device>.md; tiny CPU mode without CUDA
+gpu-check: setup
+	$(PY) bench/gpu.py
 
 # Re-pin the lock from what is installed in .venv (maintainers only).
 lock: setup

@@ -315,7 +315,10 @@ def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _
            if rt.world > 1 else model)
     generator = torch.Generator(device=rt.device).manual_seed(cfg.seed * 1000 + rt.rank)
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
-                        drop_last=True, pin_memory=rt.device.type == "cuda", persistent_workers=False)
+                        drop_last=True, pin_memory=rt.device.type == "cuda",
+                        # workers live across epochs: restarting them each epoch cost most of the
+                        # time of a short epoch on a GPU (reports/gpu)
+                        persistent_workers=cfg.num_workers > 0)
     return _Setup(model, ddp, optimizer, schedule, sampler, loader, generator, per_rank, total,
                   sampler.batches_per_epoch)
 

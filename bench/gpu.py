@@ -1,0 +1,765 @@
+"""GPU check: the first steps of every paper-profile stage on one GPU, through the real CLIs, and
+what a full reproduction of each paper table would cost.
+
+Each stage runs as its pipeline runs it (`python -m cq.pretrain ...`, `python -m burn.pretrain
+...`, `python -m eval.linear ...`) with the paper profile's own settings (profiles/paper.yaml and
+paper_small_data.yaml), except: the images come from a generated data set of the same kind (a
+folder of JPEGs at ImageNet-like sizes for ImageNet, 32 px tensors for CIFAR, generated boxes for
+detection), the runs are a few steps long, the batch on the one GPU is at most `--batch`, and the
+BURN teacher is a randomly initialised torchvision ResNet-50 file (the released MoCo v2 weights
+are not needed to time it). Measured per stage: images/s (pretraining: the engine's own count over
+the last logging window, after warm-up; evaluation: the difference between a 1-epoch and a 2-epoch
+run, so start-up is not counted), peak GPU memory, bf16 autocast against fp32, and a plain
+PyTorch training step of the same network at the same batch (random tensors already on the GPU:
+no input pipeline) as the reference.
+
+The projection multiplies each measured time per image by the images every run of the two paper
+profiles processes (epochs x training-set size, for every seed; BURN and the two-stage baselines
+twice) and sums the runs and evaluations each paper table reads (reports/mapping/paper*.yaml).
+Runs of a kind not measured here are projected from the nearest measured kind where the cost
+ratio is known (said in the table, `~`), else listed as not measured.
+
+    python bench/gpu.py [--out reports/gpu] [--steps 30] [--batch 256]   (make gpu-check)
+
+Without CUDA it runs the same code paths on the CPU with tiny settings (`--tiny`, implied), says
+that no GPU was found, and writes its report under the --out folder as cpu-tiny.md (what a test
+checks). Target (GPU only): every stage runs to completion.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from common import runs  # noqa: E402
+from common.config import load_params  # noqa: E402
+
+# Training-set sizes of the data sets the paper profiles pretrain and evaluate on.
+DATASET_IMAGES = {"data/imagenet": 1_281_167, "data/imagenet100": 126_689, "cifar100": 50_000}
+PROFILES = {"paper": ROOT / "profiles/paper.yaml", "paper_small_data": ROOT / "profiles/paper_small_data.yaml"}
+MAPPINGS = {"paper": ROOT / "reports/mapping/paper.yaml",
+            "paper_small_data": ROOT / "reports/mapping/paper_small_data.yaml"}
+
+
+@dataclass
+class Settings:
+    tiny: bool
+    steps: int
+    batch: int
+    workers: int
+    image: int          # side of the generated JPEGs' short edge
+    per_class: int      # generated images per class (10 classes)
+    timeout: int
+
+
+def settings(tiny: bool, steps: int, batch: int) -> Settings:
+    if tiny:
+        return Settings(True, 2, 8, 0, 48, 4, 600)
+    return Settings(False, steps, batch, min(8, os.cpu_count() or 1), 375, 100, 150)
+
+
+# --------------------------------------------------------------------------------------------
+# Generated inputs
+# --------------------------------------------------------------------------------------------
+
+def make_folder(root: Path, s: Settings, classes: int = 10) -> Path:
+    """An image folder (<split>/<class>/<image>.jpg) of smooth random pictures, 4:3 at s.image px
+    high: decoding them costs what decoding ImageNet photos of that size costs."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    h, w = s.image, s.image * 4 // 3
+    for split, count in (("train", s.per_class), ("val", max(2, s.per_class // 4))):
+        for c in range(classes):
+            folder = root / split / f"c{c:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                low = torch.rand(3, h // 16 + 1, w // 16 + 1, generator=g)
+                img = torch.nn.functional.interpolate(low[None], size=(h, w), mode="bilinear")[0]
+                img = (img * 255).byte().permute(1, 2, 0).numpy()
+                Image.fromarray(img).save(folder / f"{i:04d}.jpg", quality=90)
+    return root
+
+
+def teacher_file(path: Path) -> Path:
+    """A torchvision ResNet-50 state dict (random weights) in place of MoCo v2's released file."""
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet50().state_dict(), path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter files: the paper profile with the generated data and a few steps
+# --------------------------------------------------------------------------------------------
+
+def bench_params(profile: str, s: Settings, folder: Path, teacher: Path) -> dict:
+    p = load_params(PROFILES[profile])
+    p["seeds"] = [0]
+    tiny_size = 32
+    for sec in ("cq", "burn"):
+        cfg = p[sec]
+        data = cfg["dataset"]
+        if data["name"] == "imagefolder":
+            cfg["dataset"] = {"name": "imagefolder", "root": str(folder), "split": "train",
+                              "options": {"load_size": 64 if s.tiny else 256}}
+        else:  # CIFAR-shaped tensors, generated
+            cfg["dataset"] = {"name": "synthetic", "split": "train",
+                              "options": {"num_images": 64 if s.tiny else 4096, "image_size": 32}}
+        train = cfg["train"]
+        train.update(steps=s.steps, log_every=max(1, s.steps // 3), ckpt_every=10**6, progress=False,
+                     num_workers=s.workers, warmup_epochs=0)
+        train.pop("epochs", None)
+        for over in (cfg.get("train_by_method") or {}).values():
+            over.pop("epochs", None)
+            over.pop("batch_size", None)
+        train["batch_size"] = min(train["batch_size"], s.batch)
+        if s.tiny:
+            for views in cfg["views"].values():
+                if views.get("out_size", 32) > 32:
+                    views["out_size"] = tiny_size
+    if p["cq"].get("bn_reestimation"):
+        p["cq"]["bn_reestimation"]["batches"] = 2
+    burn = p["burn"]
+    burn["teacher"]["file"] = str(teacher)
+    burn["teacher_file_backbone"] = {"name": "resnet50", "options": {}}
+    burn["teacher"]["backbone"] = "resnet50"
+    if s.tiny:
+        burn["backbone_options"]["reactnet_a"] = {"width": 0.25, "small_images": True, "fp_head": False}
+        burn["methods"]["burn"]["classifier_dim"] = 10
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    stage: str
+    what: str
+    batch: int
+    precision: str
+    images_per_s: float | None = None
+    peak_gib: float | None = None
+    reference: float | None = None  # plain PyTorch step, images/s
+    status: str = "ok"
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+    source: str = ""  # the saved file a merged report took it from
+
+
+def call(args: list[str], log: Path, timeout: int) -> str:
+    """Run one CLI (`python -m ...`); returns "ok" or the reason it did not finish."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+    with log.open("a") as fh:
+        fh.write("$ " + " ".join(args) + "\n")
+        fh.flush()
+        try:
+            rc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            return f"timed out after {timeout} s"
+    return "ok" if rc == 0 else f"exit code {rc} (log: {log.name})"
+
+
+def last_lines(log: Path, n: int = 3) -> str:
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    return " / ".join(lines[-n:])[-300:]
+
+
+def pretrain(work: Path, params_file: Path, module: str, args: list[str], amp: str, section: str,
+             s: Settings, log: Path) -> dict:
+    out = work / ("run-" + "-".join(a.strip("-") for a in args if not a.startswith("/"))[:80] + f"-{amp}")
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run: a finished one would only be resumed
+    status = call(["-m", module, *args, "--out", str(out), "--params", str(params_file),
+                   f"{section}.train.amp={amp}"], log, s.timeout)
+    metrics = runs.read_metrics(out / "metrics.json") or {}
+    return {"status": status, "out": out, "images_per_s": metrics.get("images_per_s"),
+            "peak_gib": metrics.get("peak_memory_gib")}
+
+
+def views_per_image(method: str) -> int:
+    return 1 if method == "supervised" else 2
+
+
+def reference_step(backbone: str, options: dict, batch: int, size: int, device: torch.device,
+                   bf16: bool, steps: int) -> float:
+    """images/s of a plain training step: the network, a linear head, cross-entropy, SGD, on random
+    tensors already on the device (channels_last and bf16 autocast on a GPU, as the engine)."""
+    from common.backbones import build_backbone
+
+    torch.manual_seed(0)
+    net = build_backbone(backbone, **options)
+    head = torch.nn.LazyLinear(1000)
+    model = torch.nn.Sequential(net, torch.nn.Flatten(), head).to(device)
+    x = torch.randn(batch, 3, size, size, device=device)
+    with torch.no_grad():
+        model(x[:2])  # sizes the lazy head
+    if device.type == "cuda":
+        model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (batch,), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def eval_two_lengths(module: str, args: list[str], n_train: int, work: Path, name: str, s: Settings,
+                     log: Path) -> tuple[str, float | None]:
+    """images/s of one training epoch of an evaluation: (t(2 epochs) - t(1 epoch)) / images."""
+    seconds = []
+    for epochs in (1, 2):
+        out = work / f"{name}-e{epochs}"
+        start = time.perf_counter()
+        status = call(["-m", module, *args, "--epochs", str(epochs), "--out", str(out)], log, s.timeout)
+        if status != "ok":
+            return status, None
+        seconds.append(time.perf_counter() - start)
+    extra = seconds[1] - seconds[0]
+    return "ok", (n_train / extra if extra > 0 else None)
+
+
+# --------------------------------------------------------------------------------------------
+# The run of the check
+# --------------------------------------------------------------------------------------------
+
+class Recorder(list):
+    """The results so far, written with the machine's description to a JSON file after each stage:
+    a check killed at its time limit still leaves what it measured (`--from-json` renders it)."""
+
+    def __init__(self, path: Path, machine: dict):
+        super().__init__()
+        self.path, self.machine = path, machine
+
+    def add(self, result: Result) -> None:
+        self.append(result)
+        self.save()
+        print(f"[gpu check] {result.stage} ({result.precision}): {fmt(result.images_per_s)} images/s, "
+              f"{result.status}", flush=True)
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps({**self.machine, "results": [r.__dict__ for r in self]}, indent=1))
+
+
+def precision_name(amp: str) -> str:
+    return "bf16" if amp == "bf16" else "fp32"
+
+
+def measure_cq(rec: Recorder, work: Path, s: Settings, device: torch.device, log: Path, profile: str,
+               params: dict, plan: list[tuple[str, str, tuple[str, ...]]]) -> Path | None:
+    """CQ pretraining runs (SimCLR base) of one paper profile; the SimCLR ResNet-18 encoder."""
+    pfile = work / f"params-{profile}.yaml"
+    pfile.write_text(yaml.safe_dump(params, sort_keys=False))
+    size = params["cq"]["views"]["simclr"]["out_size"]
+    batch = params["cq"]["train"]["batch_size"]
+    prefix = "cq_pretrain" if profile == "paper" else "cq_small"
+    encoder = None
+    for variant, backbone, amps in plan:
+        options = (params["cq"].get("backbone_options") or {}).get(backbone) or {}
+        for amp in amps:
+            r = pretrain(work / profile, pfile, "cq.pretrain", ["--method", "simclr", "--variant", variant,
+                                                                 "--backbone", backbone], amp, "cq", s, log)
+            ref = reference_step(backbone, options, batch * 2, size, device, amp == "bf16", max(2, s.steps // 3)) / 2
+            rec.add(Result(f"{prefix}/{variant}/{backbone}", f"CQ {variant} (SimCLR), {backbone}, {size} px, {profile}",
+                           batch, precision_name(amp), r["images_per_s"], r["peak_gib"], ref, r["status"]))
+            if variant == "baseline" and r["status"] == "ok":
+                encoder = r["out"] / "encoder.pt"
+    return encoder
+
+
+def measure_burn(rec: Recorder, work: Path, s: Settings, device: torch.device, log: Path, params: dict,
+                 amps: tuple[str, ...], only_stage1: bool = False) -> None:
+    """BURN stages 1 and 2 (ReActNet-A, ResNet-50 teacher imported from a file) and the tuned MoCo v2
+    baseline (both of S2-BNN's stages)."""
+    pfile = work / "params-paper.yaml"
+    teacher = work / "teacher"
+    imported = call(["-m", "burn.pretrain", "--method", "mocov2", "--backbone", "resnet50", "--as-teacher",
+                     "--out", str(teacher), "--params", str(pfile)], log, s.timeout)
+    batch = params["burn"]["train"]["batch_size"]
+    size = params["burn"]["views"]["burn"]["out_size"]
+    options = params["burn"]["backbone_options"]["reactnet_a"]
+    stage1 = None
+    for stage, modes in ((1, amps[:1]),) if only_stage1 else ((1, amps), (2, amps[:1])):
+        for amp in modes:
+            args = ["--method", "burn", "--variant", "burn", "--backbone", "reactnet_a", "--stage", str(stage),
+                    "--teacher", str(teacher)] + (["--init", str(stage1)] if stage == 2 else [])
+            if imported != "ok" or (stage == 2 and stage1 is None):
+                r = {"status": f"not run: teacher import {imported}" if imported != "ok" else "not run: no stage 1",
+                     "images_per_s": None, "peak_gib": None}
+            else:
+                r = pretrain(work / "burn", pfile, "burn.pretrain", args, amp, "burn", s, log)
+            if stage == 1 and amp == amps[0] and r["status"] == "ok":
+                stage1 = r["out"]
+            ref = reference_step("reactnet_a", options, batch * 2, size, device, amp == "bf16", max(2, s.steps // 3)) / 2
+            rec.add(Result(f"burn_stage{stage}", f"BURN stage {stage}, ReActNet-A + ResNet-50 teacher, {size} px",
+                           batch, precision_name(amp), r["images_per_s"], r["peak_gib"], ref, r["status"]))
+    if only_stage1:
+        return
+    r = pretrain(work / "burn", pfile, "burn.pretrain", ["--method", "mocov2_tuned", "--backbone", "reactnet_a"],
+                 amps[0], "burn", s, log)
+    rec.add(Result("burn_baseline/mocov2_tuned", f"tuned MoCo v2 (both stages), ReActNet-A, {size} px", batch,
+                   precision_name(amps[0]), r["images_per_s"], r["peak_gib"], None, r["status"],
+                   "images/s of the second stage"))
+
+
+def measure_eval(rec: Recorder, work: Path, s: Settings, log: Path, folder: Path, size: int,
+                 encoder: Path | None) -> None:
+    """Linear evaluation (augmented), fine-tuning (10 %) and detection on the ResNet-18 encoder,
+    with the paper presets."""
+    if encoder is None:
+        rec.add(Result("eval", "evaluation suites", 0, "-", status="not run: no ResNet-18 encoder"))
+        return
+    n_train = sum(1 for _ in (folder / "train").rglob("*.jpg"))
+    batch = min(512, s.batch * 2)
+    data = ["--encoder", str(encoder), "--dataset", "imagefolder", "--root", str(folder), "--train-split", "train",
+            "--test-split", "val", "--image-size", str(size), "--device", "auto", "--batch-size", str(batch)]
+    status, ips = eval_two_lengths("eval.linear", [*data, "--workers", str(s.workers), "--preset", "cq_imagenet",
+                                                   "--mode", "augment"], n_train, work, "linear", s, log)
+    rec.add(Result("eval/linear", "linear evaluation (augmented), ResNet-18, preset cq_imagenet", batch, "fp32",
+                   ips, None, None, status, "images/s of one training epoch"))
+    status, ips = eval_two_lengths("eval.finetune", [*data, "--preset", "cq_imagenet", "--fraction", "0.1"],
+                                   n_train // 10, work, "finetune", s, log)
+    rec.add(Result("eval/finetune", "semi-supervised fine-tuning (10 %), ResNet-18, preset cq_imagenet", batch,
+                   "fp32", ips, None, None, status, "labelled images/s of one epoch"))
+    rec.add(detection(work, encoder, s, log))
+
+
+def quantizer_check(device: torch.device, steps: int = 20) -> dict:
+    """CQ's quantizing layers under the GPU run's settings (bf16 autocast on, TF32 allowed): outputs
+    at 12, 14 and 16 bits against the same layer in fp32 on the CPU (relative error; the layers
+    compute in true fp32, common/quant.py), and what that costs: ms of a forward + backward of a
+    ResNet-18 res4-sized conv, quantized (true fp32) vs plain under bf16 autocast vs plain fp32."""
+    from common.quant import QuantConfig, _tf32_switches, quantize_model
+
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False)
+    layer = quantize_model(torch.nn.Sequential(plain), keep_fp=(), config=QuantConfig(mode="floor"))[0]
+    layer.eval()
+    small = torch.randn(8, 256, 14, 14)
+    errors = {}
+    switches = _tf32_switches()
+    saved = [getattr(obj, name) for obj, name in switches]
+    for obj, name in switches:  # TF32 allowed for the rest of the network, as PyTorch's cuDNN default
+        setattr(obj, name, {"fp32_precision": "tf32", "allow_tf32": True}[name])
+    try:
+        for bits in (12, 14, 16):
+            layer.bits = bits
+            with torch.no_grad():
+                want = layer.cpu()(small)
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    got = layer.to(device)(small.to(device)).float().cpu()
+            errors[bits] = ((got - want).norm() / want.norm()).item()
+        timing = {}
+        x = torch.randn(64 if device.type == "cuda" else 4, 256, 14, 14, device=device, requires_grad=True)
+        for name, net, bf16 in (("quantized, 8 bits (true fp32)", layer, True), ("plain, bf16 autocast", plain, True),
+                                ("plain, fp32 (TF32 allowed)", plain, False)):
+            net.to(device).train()
+            layer.bits = 8
+            timing[name] = _ms_per_step(net, x, device, bf16, steps)
+    finally:
+        for (obj, name), value in zip(switches, saved):
+            setattr(obj, name, value)
+    return {"rel_error": errors, "ms": timing, "batch": x.shape[0]}
+
+
+def _ms_per_step(net: torch.nn.Module, x: torch.Tensor, device: torch.device, bf16: bool, steps: int) -> float:
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            net(x).float().square().mean().backward()
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(3):
+        step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return 1000 * (time.perf_counter() - start) / steps
+
+
+GROUPS = ("cq", "burn", "eval", "small")  # and burn1: BURN stage 1 in bf16 alone
+
+
+def resume_check(rec: Recorder, encoder: Path, params_file: Path, log: Path, s: Settings) -> None:
+    """The finished SimCLR run started again: it must resume from its checkpoint and stop."""
+    run = encoder.parent
+    rec.machine["resume"] = call(["-m", "cq.pretrain", "--method", "simclr", "--variant", "baseline", "--backbone",
+                                  "resnet18", "--out", str(run), "--params", str(params_file),
+                                  f"cq.train.amp={'bf16' if 'bf16' in run.name else 'off'}"], log, s.timeout)
+    rec.save()
+    print(f"[gpu check] resume of a finished run: {rec.machine['resume']}", flush=True)
+
+
+def measure(work: Path, s: Settings, device: torch.device, log: Path, rec: Recorder,
+            groups: tuple[str, ...] = GROUPS) -> Recorder:
+    folder = make_folder(work / "images", s)
+    teacher = teacher_file(work / "resnet50.pth")
+    amps = ("bf16", "off") if device.type == "cuda" else ("off",)
+    paper = bench_params("paper", s, folder, teacher)
+    # CQ on ImageNet (Tables 1-3): SimCLR, CQ-C (bf16 and fp32) and CQ-A on ResNet-18; CQ-C on ResNet-34
+    plan = [("baseline", "resnet18", amps[:1])]
+    if "cq" in groups:
+        plan += [("cq_c", "resnet18", amps), ("cq_a", "resnet18", amps[:1]), ("cq_c", "resnet34", amps[:1])]
+    encoder = measure_cq(rec, work, s, device, log, "paper", paper, plan)
+    if encoder is not None:
+        resume_check(rec, encoder, work / "params-paper.yaml", log, s)
+    if "burn" in groups or "burn1" in groups:  # BURN on ImageNet (Tables 1-7)
+        measure_burn(rec, work, s, device, log, paper, amps, only_stage1="burn" not in groups)
+    if "eval" in groups:
+        measure_eval(rec, work, s, log, folder, paper["cq"]["views"]["simclr"]["out_size"], encoder)
+    if "small" in groups:  # CQ on CIFAR-100 (Tables 4-9): 32 px images, SimCLR and CQ-C on ResNet-18
+        small = bench_params("paper_small_data", s, folder, teacher)
+        measure_cq(rec, work, s, device, log, "paper_small_data", small,
+                   [("baseline", "resnet18", amps[:1]), ("cq_c", "resnet18", amps[:1])])
+    return rec
+
+
+def detection(work: Path, encoder: Path, s: Settings, log: Path) -> Result:
+    """Faster R-CNN C4 on generated boxes at the paper's image sizes: iterations/s of training."""
+    iters = 4 if s.tiny else 40
+    side = 96 if s.tiny else 600
+    over = {"dataset": "synthetic_det", "root": None, "iterations": iters, "milestones": [iters], "trials": 1,
+            "warmup_iters": 1, "log_every": iters,
+            "train_data": [{"split": "train", "options": {"num_images": 32, "image_size": side}}],
+            "test_data": {"split": "test", "options": {"num_images": 4, "image_size": side}}}
+    if s.tiny:
+        over.update(batch_size=2, train_sizes=[96], test_size=96, max_size=128, anchor_sizes=[16, 32, 64],
+                    pooler_resolution=8)
+    pfile = work / "params-detection.yaml"
+    pfile.write_text(yaml.safe_dump({"detection": over}))
+    out = work / "detection"
+    status = call(["-m", "eval.detection", "--encoder", str(encoder), "--out", str(out), "--profile", "paper",
+                   "--params", str(pfile)], log, s.timeout)
+    m = runs.read_metrics(out / "metrics.json") or {}
+    trial = (m.get("trials") or [{}])[0]
+    ips = iters / trial["train_seconds"] if trial.get("train_seconds") else None
+    return Result("eval/detection", f"detection (Faster R-CNN C4), ResNet-18, {side} px", 2 if s.tiny else 16,
+                  "fp32", ips, None, None, status,
+                  "iterations/s (batch of images per iteration), start-up included")
+
+
+# --------------------------------------------------------------------------------------------
+# Projection: GPU-hours of every run and evaluation of the paper profiles, summed per table
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Cost:
+    hours: float | None  # None: not measured
+    approx: str = ""     # how an unmeasured kind was projected from a measured one ("": measured)
+
+
+def rate(results: list[Result], stage: str) -> float | None:
+    """A stage's measured images/s: the bf16 run where there is one (the paper profiles' setting
+    on a GPU), else the fp32 one."""
+    done = [r for r in results if r.stage == stage and r.status == "ok" and r.images_per_s]
+    preferred = [r for r in done if r.precision == "bf16"] or done
+    return preferred[0].images_per_s if preferred else None
+
+
+def dataset_images(cfg: dict) -> int | None:
+    data = cfg.get("dataset") or {}
+    return DATASET_IMAGES.get(data.get("root") or data.get("name"))
+
+
+def train_of(cfg: dict, method: str) -> dict:
+    return {**cfg["train"], **((cfg.get("train_by_method") or {}).get(method) or {})}
+
+
+def cq_rate(results: list[Result], prefix: str, variant: str, backbone: str) -> tuple[float | None, str]:
+    """images/s of a CQ run (`prefix`: cq_pretrain at 224 px, cq_small at 32 px), and how it was
+    projected where not measured: CQ-Quant costs what CQ-A costs and CQ-B what CQ-C costs (the
+    same forwards per image; on the CPU, SimCLR / CQ-A / CQ-Quant 139 / 145 / 142 images/s, CQ-B /
+    CQ-C 67 / 65); another backbone by the measured CQ-C ratio of the two backbones; CQ-A at 32 px
+    by the CQ-A / SimCLR ratio measured at 224 px."""
+    kind = {"cq_quant": "cq_a", "cq_b": "cq_c"}.get(variant, variant)
+    note = f"~ {kind}" if kind != variant else ""
+    own = rate(results, f"{prefix}/{kind}/{backbone}")
+    if own:
+        return own, note
+    base, c18, cbb = (rate(results, f"{prefix}/{kind}/resnet18"), rate(results, f"{prefix}/cq_c/resnet18"),
+                      rate(results, f"{prefix}/cq_c/{backbone}"))
+    if base and c18 and cbb:
+        return base * cbb / c18, f"~ {kind} ResNet-18 x the CQ-C {backbone} / ResNet-18 ratio"
+    plain, a224, p224 = (rate(results, f"{prefix}/baseline/{backbone}"), rate(results, "cq_pretrain/cq_a/resnet18"),
+                         rate(results, "cq_pretrain/baseline/resnet18"))
+    if kind == "cq_a" and plain and a224 and p224:
+        return plain * a224 / p224, "~ SimCLR x the CQ-A / SimCLR ratio at 224 px"
+    return None, note
+
+
+def pretraining_cost(results: list[Result], params: dict, key: str) -> Cost:
+    """GPU-hours of one pretraining run (every seed) on one GPU at the measured per-GPU batch."""
+    section, name = key.split("/", 1)
+    cfg = params[section]
+    seeds = len(runs.key_seeds(key, params)) if section == "burn" else len(runs.profile_seeds(params))
+    n = dataset_images(cfg)
+    if "random_init" in name:
+        return Cost(0.0)
+    if section == "cq":
+        method, variant, backbone = name.split("@")[0].split("-")
+        prefix = "cq_pretrain" if cfg["dataset"]["name"] == "imagefolder" else "cq_small"
+        ips, note = cq_rate(results, prefix, variant, backbone) if method == "simclr" else (None, "")
+        epochs = train_of(cfg, method).get("epochs")
+    elif name.startswith("teacher-"):
+        return Cost(0.0, "imported file") if (cfg.get("teacher") or {}).get("file") else Cost(None)
+    elif name.startswith("baseline-"):
+        method = name.split("-", 1)[1]
+        stages = 2 if method in runs.two_stage(cfg) else 1
+        own = rate(results, f"burn_baseline/{method}")  # measured over both stages' steps
+        ips, note = (own, "") if own else (rate(results, "burn_stage2"), "~ BURN stage 2")
+        epochs = train_of(cfg, method).get("epochs") * stages
+    else:
+        stage = name.rsplit("-stage", 1)[1]
+        ips, note, epochs = rate(results, f"burn_stage{stage}"), "", train_of(cfg, "burn").get("epochs")
+    if not (ips and n and epochs):
+        return Cost(None, note)
+    return Cost(seeds * epochs * n / ips / 3600, note)
+
+
+def eval_cost(results: list[Result], params: dict, suite: str, variant: str | None, run_key: str) -> Cost:
+    """GPU-hours of one suite (one variant) on one checkpoint, from the measured ResNet-18 rates."""
+    from eval.presets import FINETUNE_PRESETS, LINEAR_PRESETS
+    from eval.detection import make_config
+
+    spec = params["eval"]["suites"].get(suite) or {}
+    args = {**(spec.get("args") or {}), **(((spec.get("variants") or {}).get(variant)) or {})}
+    n = DATASET_IMAGES.get(args.get("root")) if args.get("dataset") == "imagefolder" else None  # 224 px rates
+    approx = "~ ResNet-18 rate" if not run_key.split("/", 1)[1].endswith(("resnet18",)) else ""
+    cli = spec.get("cli")
+    if cli == "eval.linear" and n:
+        ips = rate(results, "eval/linear")
+        return Cost(LINEAR_PRESETS[args["preset"]].epochs * n / ips / 3600 if ips else None, approx)
+    if cli == "eval.finetune" and n:
+        ips = rate(results, "eval/finetune")
+        preset = FINETUNE_PRESETS[args["preset"]]
+        frac = float(args.get("fraction", 0.1))
+        work = preset.epochs_for(frac) * frac * n * len(preset.grid())
+        return Cost(work / ips / 3600 if ips else None, approx)
+    if cli == "eval.detection":
+        its = rate(results, "eval/detection")
+        cfg = make_config("paper")
+        return Cost(cfg.iterations * cfg.trials / its / 3600 if its else None, approx)
+    return Cost(None)
+
+
+def table_parts(mapping: dict, keys: list[str]) -> dict[str, tuple[set, set]]:
+    """table -> (pretraining run keys it reads, (suite, variant, run key) evaluations it reads)."""
+    out = {}
+    for table, spec in (mapping.get("report") or {}).get("tables", {}).items():
+        pairs: list[tuple[str, object]] = []
+        if "rows" in spec:
+            for run_pattern in spec["rows"].values():
+                for source in (spec.get("columns") or {}).values():
+                    pairs.append((run_pattern, source))
+        for cell in spec.get("cells") or []:
+            pairs.append((cell[2], cell[3]))
+        run_keys, evals = set(), set()
+        for pattern, source in pairs:
+            suite, _, variant = (source["suite"] if isinstance(source, dict) else source.split(":")[0]).partition("/")
+            matched = fnmatch.filter(keys, pattern)
+            if pattern.endswith("@*"):  # every precision set, the profile's own included
+                matched += [k for k in keys if k == pattern[:-2]]
+            for key in matched:
+                run_keys.add(key)
+                if key.endswith("-stage2"):
+                    run_keys.add(key[:-1] + "1")
+                evals.add((suite, variant or None, key))
+        out[table] = (run_keys, evals)
+    return out
+
+
+def project(results: list[Result]) -> list[dict]:
+    rows = []
+    for profile, path in PROFILES.items():
+        params = load_params(path)
+        keys = runs.pretraining_keys(params)
+        mapping = yaml.safe_load(MAPPINGS[profile].read_text())
+        for table, (run_keys, evals) in table_parts(mapping, keys).items():
+            costs = [pretraining_cost(results, params, k) for k in sorted(run_keys)]
+            costs += [eval_cost(results, params, s, v, k) for s, v, k in sorted(evals, key=str)]
+            known = [c.hours for c in costs if c.hours is not None]
+            rows.append({"profile": profile, "table": table, "gpu_hours": sum(known),
+                         "parts": len(costs), "unmeasured": sum(c.hours is None for c in costs),
+                         "approx": sum(bool(c.approx) and c.hours is not None for c in costs)})
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+def fmt(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu-tiny"
+
+
+def describe(device: torch.device, s: Settings) -> dict:
+    return {"device": device_name(device), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "settings": s.__dict__}
+
+
+def render(results: list[Result], projection: list[dict], quant: dict | None, machine: dict) -> str:
+    s = Settings(**machine["settings"])
+    lines = [f"# GPU check: {machine['device']}", "",
+             f"Measured by `python bench/gpu.py` on {machine['date']}: torch {machine['torch']}, "
+             f"CUDA {machine['cuda']}, {machine['cpus']} CPU cores, Python {machine['python']}; "
+             f"{s.steps} steps per pretraining run, batch at most {s.batch} per GPU, {s.workers} loader workers, "
+             "generated inputs (bench/gpu.py says how).", ""]
+    if s.tiny:
+        lines += ["**No GPU was found: tiny settings on the CPU. These figures check the script, not a GPU.**", ""]
+    merged = any(r.source for r in results)
+    lines += ["| stage | what | batch | precision | images/s | peak GPU memory (GiB) | plain step images/s | ours / plain | "
+              "status |" + (" run |" if merged else ""),
+              "| --- " * (10 if merged else 9) + "|"]
+    for r in results:
+        ratio = r.images_per_s / r.reference if r.images_per_s and r.reference else None
+        status = r.status + (f" ({r.note})" if r.note else "")
+        lines.append(f"| {r.stage} | {r.what} | {r.batch} | {r.precision} | {fmt(r.images_per_s)} | "
+                     f"{fmt(r.peak_gib, 2)} | {fmt(r.reference)} | {fmt(ratio, 2)} | {status} |"
+                     + (f" {r.source} |" if merged else ""))
+    lines += ["", "Plain step: the same network and batch, one linear head, cross-entropy and SGD on random tensors "
+              "already on the GPU (no input pipeline, no SSL heads), per image of the pretraining batch (two views). "
+              "The ratio is what the input pipeline and the method's extra forwards leave of the bare network's speed.", ""]
+    bf = [(a, b) for a in results for b in results
+          if a.stage == b.stage and a.source == b.source and a.precision == "bf16" and b.precision == "fp32"
+          and a.images_per_s and b.images_per_s]
+    if bf:
+        lines += ["| stage | bf16 images/s | fp32 images/s | bf16 / fp32 |", "| --- | --- | --- | --- |"]
+        lines += [f"| {a.stage} | {fmt(a.images_per_s)} | {fmt(b.images_per_s)} | {a.images_per_s / b.images_per_s:.2f} |"
+                  for a, b in bf]
+        lines.append("")
+    if machine.get("resume"):
+        lines += [f"Resuming a finished run from its checkpoint on this device: {machine['resume']}.", ""]
+    if quant:
+        lines += ["## CQ's quantizing layers under bf16 autocast with TF32 allowed", "",
+                  "Relative error of a quantizing 3x3 conv (256 channels) against the same layer in fp32 on the "
+                  "CPU: " + ", ".join(f"{b} bits {e:.1e}" for b, e in quant["rel_error"].items())
+                  + f" (bf16 rounding alone would give about 4e-3). Forward + backward, batch {quant['batch']} at "
+                  "14 px: " + ", ".join(f"{k} {v:.2f} ms" for k, v in quant["ms"].items()) + ".", ""]
+    lines += ["## Projected cost of each paper table (one GPU of this kind)", "",
+              "Pretraining (epochs x training images x seeds, both stages where two) over the measured images/s, plus "
+              "the evaluations the table reads (linear: preset epochs over the training set; fine-tuning: epochs x "
+              "labelled images x settings swept; detection: iterations x trials). A run shared by several tables "
+              "counts in each. `~` parts are projected from a measured kind; unmeasured parts are left out of the sum.", "",
+              "| profile | table | GPU-hours | parts | of them projected (~) | not measured |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for row in projection:
+        lines.append(f"| {row['profile']} | {row['table']} | {fmt(row['gpu_hours'])} | {row['parts']} | "
+                     f"{row['approx']} | {row['unmeasured']} |")
+    return "\n".join(lines) + "\n"
+
+
+def merge_saved(files: list[Path]) -> tuple[dict, list[Result]]:
+    """Several saved checks of one kind of machine as one: a later file's (stage, precision)
+    replaces an earlier one's; the machine description is the last file's, with every date."""
+    machine, merged = {}, {}
+    for f in files:
+        saved = json.loads(f.read_text())
+        merged = {k: r for k, r in merged.items() if not r.status.startswith("not run")}
+        for r in saved.pop("results"):
+            merged[(r["stage"], r["precision"])] = Result(**{**r, "source": f.stem})
+        dates = machine.get("dates", []) + [saved["date"]]
+        machine = {**machine, **{k: v for k, v in saved.items() if v is not None}, "dates": dates}
+    if len(files) > 1:
+        machine["date"] = ", ".join(sorted(set(machine["dates"]))) + f" ({len(files)} runs merged)"
+    return machine, list(merged.values())
+
+
+def report(path: Path, results: list[Result], quant: dict | None, machine: dict) -> str:
+    text = render(results, project(results), quant, machine)
+    path.with_suffix(".md").write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "reports/gpu"), help="folder of the report (<device>.md)")
+    parser.add_argument("--steps", type=int, default=30, help="steps of each pretraining run (GPU)")
+    parser.add_argument("--batch", type=int, default=256, help="largest batch on the one GPU")
+    parser.add_argument("--tiny", action="store_true", help="tiny settings (implied without CUDA)")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--only", default=",".join(GROUPS),
+                        help=f"stage groups to run, of {','.join(GROUPS)} (SimCLR ResNet-18 always runs)")
+    parser.add_argument("--from-json", nargs="+", default=None,
+                        help="render the report of saved <device>.json files (no run) into --out: a later "
+                             "file's stage replaces an earlier one's")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        machine, results = merge_saved([Path(f) for f in args.from_json])
+        print(report(Path(args.out) / (machine["device"].replace(" ", "_") + ".md"), results, machine.get("quant"),
+                     machine))
+        return 0
+    groups = tuple(g for g in args.only.split(",") if g)
+    if set(groups) - set(GROUPS) - {"burn1"}:
+        parser.error(f"--only: expected groups of {','.join(GROUPS)}, got {args.only!r}")
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        print("no GPU found (torch.cuda.is_available() is False): running the tiny CPU mode")
+    s = settings(args.tiny or not cuda, args.steps, args.batch)
+    device = torch.device("cuda" if cuda else "cpu")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / (device_name(device).replace(" ", "_") + ".json")
+    rec = Recorder(path, describe(device, s))
+    rec.machine["quant"] = quant = quantizer_check(device, steps=2 if s.tiny else 20)
+    print(f"[gpu check] quantizer: {quant}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        log = work / "gpu-check.log"
+        log.touch()
+        results = measure(work, s, device, log, rec, groups)
+        failed = [r for r in results if r.status != "ok"]
+        if failed:
+            print(f"stage failures; the end of {log}:\n  {last_lines(log, 8)}")
+    print(report(path, results, quant, rec.machine))
+    print(f"written: {path.with_suffix('.md')}")
+    worst = max(quant["rel_error"].values())
+    print(f"TARGET quantizer_exact_under_bf16: {worst:.1e} (target <= 1e-4) {'PASS' if worst <= 1e-4 else 'FAIL'}")
+    print(f"TARGET resume_of_a_finished_run: {rec.machine.get('resume')} (target == ok) "
+          f"{'PASS' if rec.machine.get('resume') == 'ok' else 'FAIL'}")
+    print(f"TARGET stages_complete: {len(results) - len(failed)}/{len(results)} (target == {len(results)}) "
+          f"{'PASS' if not failed else 'FAIL'}")
+    return 0 if not failed and worst <= 1e-4 and rec.machine.get("resume") == "ok" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""bench/gpu.py: its projection arithmetic on known rates, and the whole script in its tiny CPU mode
+(no GPU here): every stage runs through the real CLIs and the report says that no GPU was found."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "bench/gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_gpu"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def rates(gpu, **ips):
+    return [gpu.Result(stage.replace("__", "/"), "", 256, "bf16", value) for stage, value in ips.items()]
+
+
+def test_pretraining_cost_is_epochs_times_images_over_rate(gpu):
+    from common.config import load_params
+
+    params = load_params(ROOT / "profiles/paper.yaml")
+    results = rates(gpu, cq_pretrain__cq_c__resnet18=1000.0, cq_pretrain__baseline__resnet18=2000.0,
+                    cq_pretrain__cq_c__resnet34=500.0, burn_stage1=400.0, burn_stage2=400.0)
+    images = 1_281_167
+    cost = gpu.pretraining_cost(results, params, "cq/simclr-cq_c-resnet18")
+    assert cost.hours == pytest.approx(100 * images / 1000.0 / 3600) and cost.approx == ""
+    # CQ-B is projected from CQ-C (same forwards per image), and says so
+    b = gpu.pretraining_cost(results, params, "cq/simclr-cq_b-resnet18")
+    assert b.hours == pytest.approx(cost.hours) and b.approx.startswith("~")
+    # SimCLR on ResNet-34: SimCLR ResNet-18 scaled by the measured CQ-C ResNet-34 / ResNet-18 ratio
+    r34 = gpu.pretraining_cost(results, params, "cq/simclr-baseline-resnet34")
+    assert r34.hours == pytest.approx(100 * images / (2000.0 * 500 / 1000) / 3600)
+    # BURN: 200 epochs per stage; tuned MoCo v2 runs S2-BNN's two stages (projected from BURN's rate)
+    assert gpu.pretraining_cost(results, params, "burn/burn-stage2").hours == pytest.approx(200 * images / 400 / 3600)
+    moco = gpu.pretraining_cost(results, params, "burn/baseline-mocov2_tuned")
+    assert moco.hours == pytest.approx(2 * 200 * images / 400 / 3600) and moco.approx
+    # the imported teacher costs nothing; an unmeasured kind is None, not a guess
+    assert gpu.pretraining_cost(results, params, "burn/teacher-mocov2-resnet50").hours == 0.0
+    small = load_params(ROOT / "profiles/paper_small_data.yaml")
+    assert gpu.pretraining_cost(results, small, "cq/byol-cq_c-resnet18").hours is None
+
+
+def test_tables_sum_the_runs_and_evaluations_they_read(gpu):
+    from common import runs
+    from common.config import load_params
+
+    params = load_params(ROOT / "profiles/paper.yaml")
+    mapping = {"report": {"tables": {"t": {
+        "rows": {"a": "cq/simclr-cq_c-resnet18@*", "b": "burn/burn-stage2"},
+        "columns": {"x": "linear:top1*100", "y": {"suite": "detection", "key": "AP.mean"}}}}}}
+    run_keys, evals = gpu.table_parts(mapping, runs.pretraining_keys(params))["t"]
+    # the wildcard takes the 8-16 run too; a stage-2 run brings its stage 1
+    assert run_keys == {"cq/simclr-cq_c-resnet18", "cq/simclr-cq_c-resnet18@8-16", "burn/burn-stage2",
+                        "burn/burn-stage1"}
+    assert ("detection", None, "burn/burn-stage2") in evals and len(evals) == 6
+
+
+@pytest.mark.e2e
+def test_gpu_check_runs_on_a_cpu_in_its_tiny_mode(tmp_path):
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "bench/gpu.py", "--out", str(out), "--work", str(tmp_path / "work")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no GPU found" in proc.stdout
+    report = (out / "cpu-tiny.md").read_text()
+    assert "No GPU was found" in report and "| burn_stage1 |" in report and "cq_table1" in report
+    stages = json.loads((out / "cpu-tiny.json").read_text())
+    assert {s["stage"] for s in stages["results"]} >= {"cq_pretrain/cq_c/resnet18", "burn_stage1", "burn_stage2",
+                                            "eval/linear", "eval/finetune", "eval/detection", "cq_small/cq_c/resnet18"}
+    assert all(s["status"] == "ok" and s["images_per_s"] > 0 for s in stages["results"])
+    assert stages["resume"] == "ok" and stages["device"] == "cpu-tiny"
+    assert "TARGET quantizer_exact_under_bf16:" in proc.stdout and "TARGET resume_of_a_finished_run: ok" in proc.stdout
+    n = len(stages["results"])
+    assert f"TARGET stages_complete: {n}/{n}" in proc.stdout
