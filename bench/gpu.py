@@ -346,8 +346,9 @@ def measure_eval(rec: Recorder, work: Path, s: Settings, log: Path, folder: Path
     batch = min(512, s.batch * 2)
     data = ["--encoder", str(encoder), "--dataset", "imagefolder", "--root", str(folder), "--train-split", "train",
             "--test-split", "val", "--image-size", str(size), "--device", "auto", "--batch-size", str(batch)]
-    status, ips = eval_two_lengths("eval.linear", [*data, "--workers", str(s.workers), "--preset", "cq_imagenet",
-                                                   "--mode", "augment"], n_train, work, "linear", s, log)
+    data += ["--workers", str(s.workers)]
+    status, ips = eval_two_lengths("eval.linear", [*data, "--preset", "cq_imagenet", "--mode", "augment"],
+                                   n_train, work, "linear", s, log)
     rec.add(Result("eval/linear", "linear evaluation (augmented), ResNet-18, preset cq_imagenet", batch, "fp32",
                    ips, None, None, status, "images/s of one training epoch"))
     status, ips = eval_two_lengths("eval.finetune", [*data, "--preset", "cq_imagenet", "--fraction", "0.1"],

@@ -287,6 +287,8 @@ class _QuantLayer:
         return quantize_ste(self.weight, cpt_quantize_per_channel, self.bits)
 
     def quantized_input(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() == 0:  # no range to take (a torchrun rank with no rows of a batch, eval.sharded)
+            return x
         if self.config.mode == "floor":
             return quantize_ste(x, floor_quantize, self.bits)
         lo, hi = self._activation_range(x)

@@ -389,14 +389,21 @@ class ViewOp:
     def apply(self, images: Tensor, params: Params) -> Tensor:
         raise NotImplementedError
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        params = {}
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None,
+                 part: tuple[int, int] | None = None) -> Tensor:
+        """`part=(total, start)`: `images` are rows start.. of a batch of `total`; the parameters
+        are drawn for the whole batch (the same draws as one call on it) and these rows' used."""
+        params, (b, _, height, width) = {}, images.shape
         if self.random:
             if not isinstance(generator, torch.Generator):
                 raise ConfigError(f"generator: expected a seeded torch.Generator for {type(self).__name__}, "
                                   f"got {generator!r}")
-            b, _, height, width = images.shape
-            params = {k: v.to(images.device) for k, v in self.sample(b, height, width, generator).items()}
+            total, start = part or (b, 0)
+            drawn = self.sample(total, height, width, generator)
+            params = {k: v[start:start + b].to(images.device) for k, v in drawn.items()}
+        if b == 0:  # no rows here (the draws above keep the generator in step with the other ranks)
+            side = getattr(self, "size", None)
+            return images if side is None else images.new_zeros((0, images.shape[1], side, side))
         return self.apply(images, params)
 
     def __repr__(self) -> str:
@@ -710,16 +717,18 @@ class ViewPipeline:
     def random(self) -> bool:
         return any(op.random for op in self.ops)
 
-    def augment(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """The views before normalization: float32 in [0, 1]."""
+    def augment(self, images: Tensor, generator: torch.Generator | None = None,
+                part: tuple[int, int] | None = None) -> Tensor:
+        """The views before normalization: float32 in [0, 1]. `part=(total, start)`: `images` are
+        rows start.. of a batch of `total` (a torchrun rank's share; `ViewOp.__call__`)."""
         if self.random and not isinstance(generator, torch.Generator):
             raise ConfigError(f"generator: expected a seeded torch.Generator for random views, got {generator!r}")
         x = to_float_images(images)
         # float32 throughout, even when called inside an autocast region of the training step
         with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
             for op in self.ops:
-                x = op(x, generator)
-            if tuple(x.shape[-2:]) != (self.out_size, self.out_size):
+                x = op(x, generator, part)
+            if tuple(x.shape[-2:]) != (self.out_size, self.out_size) and x.shape[0]:
                 x = F.interpolate(x, size=(self.out_size, self.out_size), mode="bilinear", antialias=True,
                                   align_corners=False).clamp(0.0, 1.0)
         return x
@@ -729,8 +738,9 @@ class ViewPipeline:
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.normalize(self.augment(images, generator))
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None,
+                 part: tuple[int, int] | None = None) -> Tensor:
+        return self.normalize(self.augment(images, generator, part))
 
     def __repr__(self) -> str:
         ops = ",\n  ".join(repr(op) for op in self.ops)

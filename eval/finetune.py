@@ -35,6 +35,11 @@ Choices where the papers are silent:
 - A non-finite loss stops that run: status "diverged", its accuracies are those at that point.
 - Accuracies are fractions in [0, 1]. The fine-tuned weights are not saved.
 
+Under `torchrun --nproc_per_node=N -m eval.finetune ...` the ranks split every training batch
+(`eval.sharded`: each decodes its rows with `--workers` loader processes, BatchNorm synchronized,
+gradients summed) and the test pass, and rank 0 writes metrics.json: at full precision, what one
+process writes up to float rounding. k-bit: each rank's quantizer takes the range of its own rows.
+
 CLI:
     python -m eval.finetune --encoder runs/.../encoder.pt --dataset cifar100 --root ROOT --out DIR \
         --fraction 0.1 [--preset burn|cq|cq_imagenet] [--bits 4] [--quant-mode floor|cpt] \
@@ -50,18 +55,19 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
 from common.config import cli_main
 from common.data.subsets import label_fraction_indices
 from common.errors import ConfigError
-from common.features import extract_features
+from common.features import extract_features, rank_world
 from common.optim import apply_schedule
 from common.quant import QuantConfig, quantize_model, set_precision
+from common.syncbn import convert_sync_batchnorm
 from common.views import build_views
-from eval.features import (DataSpec, TransformSpec, add_data_args, file_sha256, load_backbone,
+from eval.features import (DataSpec, TransformSpec, add_data_args, eval_process, file_sha256, load_backbone,
                            parse_options, resolve_device)
+from eval.sharded import batch_loss, epoch_batches, sum_over_ranks
 from eval.linear import finish, new_linear, schedule_for, sgd_for, topk_accuracy
 from eval.presets import FINETUNE_PRESETS, TrainPreset, get_preset, parse_floats
 
@@ -95,11 +101,13 @@ def build_classifier(encoder_path, num_classes: int, bits: int | None = None, qu
 
 def finetune(model: Classifier, labelled: Dataset, test_set: Dataset, preset: TrainPreset,
              head_multiplier: float, image_size: int, norm: str, seed: int = 0,
-             device: str | torch.device = "cpu") -> dict:
-    """Fine-tune `model` on `labelled`; returns status and top-1 / top-5 on `test_set`."""
+             device: str | torch.device = "cpu", num_workers: int = 0) -> dict:
+    """Fine-tune `model` on `labelled`; returns status and top-1 / top-5 on `test_set`. Under
+    torchrun the ranks split every batch (`eval.sharded`; BatchNorm synchronized by the caller)."""
     device = torch.device(device)
     groups = [{"params": list(model.backbone.parameters()), "lr": preset.lr},
               {"params": list(model.head.parameters()), "lr": preset.lr * head_multiplier}]
+    params = [p for group in groups for p in group["params"]]
     optimizer = sgd_for(preset, groups)
     batch = min(preset.batch_size, len(labelled))
     steps_per_epoch = math.ceil(len(labelled) / batch)
@@ -110,22 +118,21 @@ def finetune(model: Classifier, labelled: Dataset, test_set: Dataset, preset: Tr
     model.train()
     for epoch in range(preset.epochs):
         order = torch.randperm(len(labelled), generator=generator).tolist()
-        for images, labels in DataLoader(labelled, batch_size=batch, sampler=order):
+        for images, labels, part in epoch_batches(labelled, order, batch, device, num_workers):
             apply_schedule(optimizer, schedule, step)
-            logits = model(views(images.to(device), generator))
-            loss = F.cross_entropy(logits, torch.as_tensor(labels).long().to(device))
+            loss = batch_loss(model(views(images, generator, part)), labels, part[0])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            loss_value = sum_over_ranks(params, loss)
             optimizer.step()
             step += 1
-            loss_value = loss.item()
             if not math.isfinite(loss_value):
                 status = "diverged"
                 break
         if status != "ok":
             break
     logits, targets = extract_features(model, test_set, TransformSpec.build(
-        {"image_size": image_size, "resize": None, "norm": norm}), 256, device)
+        {"image_size": image_size, "resize": None, "norm": norm}), 256, device, num_workers)
     return {"status": status, "epochs_run": epoch + 1, "final_loss": loss_value,
             **topk_accuracy(logits, targets.long())}
 
@@ -135,7 +142,7 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
                  epochs: int | None = None, batch_size: int | None = None,
                  lrs: Sequence[float] | None = None, head_mults: Sequence[float] | None = None,
                  seed: int = 0, subset_dir=None, list_file=None, device: str | torch.device = "cpu",
-                 transform: TransformSpec | None = None) -> dict:
+                 transform: TransformSpec | None = None, num_workers: int = 0) -> dict:
     """The whole suite for one (checkpoint, label fraction, precision): every run of the grid."""
     started = time.time()
     preset = get_preset(FINETUNE_PRESETS, preset_name, "fine-tuning")
@@ -155,8 +162,10 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
     for lr in lrs:
         for mult in head_mults:
             model = build_classifier(encoder_path, num_classes, bits, quant_mode, device, seed)
+            if rank_world()[1] > 1:  # BatchNorm statistics over the global batch, as one process
+                convert_sync_batchnorm(model, torch.device(device))
             result = finetune(model, labelled, test_set, replace(base, lr=lr), mult,
-                              resolved["image_size"], resolved["norm"], seed, device)
+                              resolved["image_size"], resolved["norm"], seed, device, num_workers)
             runs.append({"backbone_lr": lr, "head_multiplier": mult, "head_lr": lr * mult, **result})
     best = max(runs, key=lambda r: r["top1"])  # max keeps the first of equal values
     return {
@@ -195,16 +204,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--norm", default=None)
+    parser.add_argument("--workers", type=int, default=0, help="loader processes decoding the images (per rank)")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
     options = parse_options(args.options)
     train_spec = DataSpec(args.dataset, args.root, args.train_split, options, args.limit)
     test_spec = DataSpec(args.dataset, args.root, args.test_split, options, args.limit)
-    metrics = run_finetune(args.encoder, train_spec, test_spec, args.preset, args.fraction, args.bits,
-                           args.quant_mode, args.epochs, args.batch_size, args.lrs, args.head_mults,
-                           args.seed, args.subset_dir, args.list_file, device,
-                           TransformSpec(args.image_size, None, args.norm))
-    finish(args, metrics, device, "eval.finetune")
+    with eval_process(args):
+        device = resolve_device(args.device)
+        metrics = run_finetune(args.encoder, train_spec, test_spec, args.preset, args.fraction, args.bits,
+                               args.quant_mode, args.epochs, args.batch_size, args.lrs, args.head_mults,
+                               args.seed, args.subset_dir, args.list_file, device,
+                               TransformSpec(args.image_size, None, args.norm), args.workers)
+        finish(args, metrics, device, "eval.finetune")
     return 0
 
 

@@ -33,7 +33,9 @@ Choices where the papers are silent:
 Under `torchrun --nproc_per_node=N -m eval.linear ...` (or eval.knn, eval.transfer) the ranks
 share the feature extraction (each a contiguous part of each split, gathered in order); every
 rank then trains the same layer on the same features and rank 0 writes metrics.json, which
-equals one process's up to float rounding. The augment mode runs in one process only.
+equals one process's up to float rounding. In the augment mode the ranks split every training
+batch instead (`eval.sharded`: each decodes and forwards its rows, `--workers` loader processes
+each, gradients summed), so N ranks train what one process trains.
 
 CLI:
     python -m eval.linear --encoder runs/.../encoder.pt --dataset cifar10 --root ../shared/data/cifar10 \
@@ -51,18 +53,17 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from common.checkpoint import write_json
 from common.config import cli_main
 from common.errors import ConfigError
-from common.features import rank_world
 from common.optim import apply_schedule, build_optimizer, make_schedule
 from common.provenance import provenance
 from common.views import build_views
 from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_args, add_extractor_args,
                            eval_process, extractor_from_args, is_main_process, spec_from_args)
+from eval.sharded import batch_loss, epoch_batches, sum_over_ranks
 from eval.presets import LINEAR_PRESETS, TrainPreset, get_preset
 
 MODES = ("cached", "augment")
@@ -120,23 +121,26 @@ def new_linear(dim: int, num_classes: int) -> nn.Linear:
     return layer
 
 
-def fit_linear(head: nn.Linear, batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
-               steps_per_epoch: int, preset: TrainPreset) -> dict:
-    """Train `head` with the preset's SGD and schedule; `batches(epoch)` yields (features, labels).
-    Returns {"status": "ok" | "diverged", "epochs_run", "final_loss"}."""
-    optimizer = sgd_for(preset, [{"params": list(head.parameters())}])
+def fit_linear(head: nn.Linear, batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor, int]]],
+               steps_per_epoch: int, preset: TrainPreset, sharded: bool = False) -> dict:
+    """Train `head` with the preset's SGD and schedule; `batches(epoch)` yields (features, labels,
+    global batch size). `sharded`: the batches are this torchrun rank's rows of the global batch
+    (`eval.sharded`: gradients summed over ranks). Returns {"status": "ok" | "diverged",
+    "epochs_run", "final_loss"}."""
+    params = list(head.parameters())
+    optimizer = sgd_for(preset, [{"params": params}])
     schedule = schedule_for(preset, steps_per_epoch)
     step, loss_value = 0, None
     head.train()
     for epoch in range(preset.epochs):
-        for x, y in batches(epoch):
+        for x, y, total in batches(epoch):
             apply_schedule(optimizer, schedule, step)
-            loss = F.cross_entropy(head(x), y)
+            loss = batch_loss(head(x), y, total)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            loss_value = sum_over_ranks(params, loss) if sharded else loss.item()
             optimizer.step()
             step += 1
-            loss_value = loss.item()
             if not math.isfinite(loss_value):
                 return {"status": "diverged", "epochs_run": epoch + 1, "final_loss": loss_value}
     return {"status": "ok", "epochs_run": preset.epochs, "final_loss": loss_value}
@@ -148,20 +152,20 @@ def cached_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator:
         order = torch.randperm(x.shape[0], generator=generator)
         for start in range(0, x.shape[0], batch_size):
             idx = order[start:start + batch_size]
-            yield x[idx], y[idx]
+            yield x[idx], y[idx], len(idx)
     return batches
 
 
 def augmented_batches(model: nn.Module, dataset: Dataset, views, batch_size: int,
-                      generator: torch.Generator, device: torch.device):
-    """`batches(epoch)` of features of augmented images through the frozen `model`."""
+                      generator: torch.Generator, device: torch.device, num_workers: int = 0):
+    """`batches(epoch)` of features of augmented images through the frozen `model`: under torchrun,
+    of this rank's rows of every global batch (`eval.sharded`)."""
     def batches(epoch: int):
         order = torch.randperm(len(dataset), generator=generator).tolist()
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=order)
-        for images, labels in loader:
+        for images, labels, part in epoch_batches(dataset, order, batch_size, device, num_workers):
             with torch.no_grad():
-                x = model(views(images.to(device), generator)).float()
-            yield x, torch.as_tensor(labels).long().to(device)
+                x = model(views(images, generator, part)).float()
+            yield x, labels, part[0]
     return batches
 
 
@@ -181,8 +185,9 @@ def train_linear_cached(train_x: torch.Tensor, train_y: torch.Tensor, num_classe
 
 def train_linear_augmented(model: nn.Module, dataset: Dataset, num_classes: int, feature_dim: int,
                            preset: TrainPreset, image_size: int, norm: str, seed: int = 0,
-                           device: str | torch.device = "cpu") -> tuple[nn.Linear, dict]:
-    """A linear layer trained on features of crop+flip augmented images (the "augment" mode)."""
+                           device: str | torch.device = "cpu", num_workers: int = 0) -> tuple[nn.Linear, dict]:
+    """A linear layer trained on features of crop+flip augmented images (the "augment" mode); under
+    torchrun the ranks share every batch (`eval.sharded`) and train the same layer."""
     device = torch.device(device)
     torch.manual_seed(seed)
     model.eval()
@@ -190,8 +195,8 @@ def train_linear_augmented(model: nn.Module, dataset: Dataset, num_classes: int,
     views, _ = build_views("crop_flip", image_size, norm=norm)
     generator = torch.Generator().manual_seed(seed)
     batch = min(preset.batch_size, len(dataset))
-    batches = augmented_batches(model, dataset, views, batch, generator, device)
-    info = fit_linear(head, batches, math.ceil(len(dataset) / batch), preset)
+    batches = augmented_batches(model, dataset, views, batch, generator, device, num_workers)
+    info = fit_linear(head, batches, math.ceil(len(dataset) / batch), preset, sharded=True)
     return head, info
 
 
@@ -211,9 +216,6 @@ def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: Dat
     """Train and test one linear layer; returns the metrics dict (see the module docstring)."""
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
-    if mode == "augment" and rank_world()[1] > 1:
-        raise ConfigError("--mode augment: not yet split over torchrun ranks (the ranks share the feature "
-                          "extraction of --mode cached); run it in one process")
     started = time.time()
     train_set, test_set = train_spec.build(), test_spec.build()
     num_classes = int(getattr(train_set, "num_classes", 0))
@@ -230,7 +232,7 @@ def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: Dat
         model = LayerFeatures(extractor.backbone, "pooled").eval()
         head, info = train_linear_augmented(model, train_set, num_classes, test.features.shape[1], preset,
                                             transform["image_size"], transform["norm"], seed,
-                                            extractor.device)
+                                            extractor.device, extractor.num_workers)
         num_train = len(train_set)
     accuracy = evaluate_linear(head, test.features, test.targets)
     return {

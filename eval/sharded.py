@@ -1,0 +1,85 @@
+"""Training an evaluation's layers on the global batch split over torchrun ranks (augmented linear
+evaluation, fine-tuning), so that N ranks train what one process trains.
+
+Every rank holds the same generator: it draws each epoch's order and each batch's view parameters
+for the WHOLE batch, exactly as one process does, and keeps its own contiguous block of rows
+(`ViewPipeline(..., part=(total, start))`). Its loader decodes only those rows, in `num_workers`
+processes. The loss of a rank is the SUM over its rows divided by the global batch size, and the
+gradients are summed over ranks: the step is the one of the mean loss over the global batch,
+whatever the split. Layers whose statistics span the batch (BatchNorm in train mode) must be
+synchronized by the caller (`common.syncbn.convert_sync_batchnorm`); a quantizer's per-tensor
+range stays per rank, as in any data-parallel quantized training.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from common.features import rank_world
+
+
+def row_block(total: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows [start, end) of a batch of `total` that `rank` of `world` takes: contiguous, sizes
+    differing by at most one (a rank gets none when total < world)."""
+    base, extra = divmod(total, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+class _Rows:
+    """Batch sampler: this rank's block of every global batch of `order`."""
+
+    def __init__(self, order: Sequence[int], batch_size: int, rank: int, world: int):
+        self.blocks = []
+        for first in range(0, len(order), batch_size):
+            batch = order[first:first + batch_size]
+            start, end = row_block(len(batch), rank, world)
+            self.blocks.append((len(batch), start, list(batch[start:end])))
+
+    def __iter__(self):
+        return (rows for _, _, rows in self.blocks if rows)
+
+    def __len__(self) -> int:
+        return sum(1 for _, _, rows in self.blocks if rows)
+
+
+def epoch_batches(dataset: Dataset, order: Sequence[int], batch_size: int, device: torch.device,
+                  num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
+    """(images, labels, (global batch size, first row)) of this rank for every global batch of
+    `order`; a rank with no rows in a batch gets zero-row tensors (it still joins the collectives)."""
+    rank, world = rank_world()
+    rows = _Rows(order, batch_size, rank, world)
+    loader = iter(DataLoader(dataset, batch_sampler=rows, num_workers=num_workers,
+                             pin_memory=device.type == "cuda"))
+    shape = None
+    for total, start, block in rows.blocks:
+        if block:
+            images, labels = next(loader)
+            shape = images.shape[1:]
+            labels = torch.as_tensor(labels).long()
+        else:
+            shape = shape if shape is not None else torch.as_tensor(dataset[order[0]][0]).shape
+            images, labels = torch.empty((0, *shape), dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+        yield images.to(device, non_blocking=True), labels.to(device), (total, start)
+
+
+def batch_loss(logits: torch.Tensor, labels: torch.Tensor, total: int) -> torch.Tensor:
+    """This rank's share of the mean cross-entropy over the global batch of `total`."""
+    return F.cross_entropy(logits, labels, reduction="sum") / total
+
+
+def sum_over_ranks(params: Sequence[torch.nn.Parameter], loss: torch.Tensor) -> float:
+    """Sum the gradients (and the loss, returned) over the ranks; one process: the loss."""
+    if rank_world()[1] == 1:
+        return loss.item()
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+    total = loss.detach().clone()
+    dist.all_reduce(total)
+    return total.item()
