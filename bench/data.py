@@ -1,0 +1,146 @@
+"""Benchmark: the image-folder input pipelines, ours against the reference way, on ImageNet-sized JPEGs.
+
+On a generated folder of JPEGs at ImageNet-like sizes (500 x 375, smooth random content; made
+once under --work), interleaved round by round with the same number of loader workers:
+
+    ours, SSL        the project's SimCLR input as the engine runs it: `imagefolder` items decoded
+                     in the loader workers (shorter side to 256, centre square, PIL with JPEG draft
+                     mode), both SimCLR views of each batch drawn by the batched view pipeline
+                     (common/views.py) in the training process
+    reference, SSL   torchvision's `ImageFolder` with the SimCLR transform (RandomResizedCrop 224,
+                     flip, colour jitter 0.8, grayscale 0.2, blur 0.5, normalize) applied twice per
+                     image in the loader workers, as the SimCLR / MoCo reference pipelines do
+    ours, eval       the evaluation feature extraction (`common.features.extract_features`, resize
+                     256 + centre crop 224) with the workers, against
+    ours, eval, 0    the same in the main process (what the suites did before they took --workers)
+
+Images/s over one pass of the folder per round (median of the rounds); the evaluation runs feed a
+global-average-pool "network" so that the input side is what is timed.
+
+Targets (2-core CPU, 2 workers): ours >= 1.0x the reference (SSL); extraction with workers >= 1.0x
+the main-process one.
+
+    python bench/data.py [--images 2000] [--workers 2] [--rounds 3] [--batch 64] [--work DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from torchvision import transforms as T  # noqa: E402
+
+from common.data import build_dataset  # noqa: E402
+from common.features import extract_features  # noqa: E402
+from common.views import build_views  # noqa: E402
+from eval.features import TransformSpec  # noqa: E402
+
+
+def make_folder(root: Path, count: int, classes: int = 10) -> Path:
+    """`count` JPEGs of 500 x 375 under root/train/<class>/ (kept: a second run reuses them)."""
+    from PIL import Image
+
+    split = root / "train"
+    if split.is_dir() and sum(1 for _ in split.rglob("*.jpg")) == count:
+        return root
+    g = torch.Generator().manual_seed(0)
+    for i in range(count):
+        folder = split / f"c{i % classes:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        low = torch.rand(3, 25, 33, generator=g)
+        img = torch.nn.functional.interpolate(low[None], size=(375, 500), mode="bilinear")[0]
+        Image.fromarray((img * 255).byte().permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.jpg", quality=90)
+    return root
+
+
+class TwoCrops:
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, img):
+        return self.transform(img), self.transform(img)
+
+
+def reference_transform(size: int = 224):
+    """SimCLR's ImageNet augmentation as torchvision transforms (SimCLR paper, App. A)."""
+    jitter = T.ColorJitter(0.8, 0.8, 0.8, 0.2)
+    return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.RandomApply([jitter], p=0.8),
+                      T.RandomGrayscale(p=0.2), T.RandomApply([T.GaussianBlur(23, (0.1, 2.0))], p=0.5),
+                      T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+
+
+def seconds_ours(root: Path, workers: int, batch: int) -> tuple[float, int]:
+    data = build_dataset("imagefolder", str(root), "train", load_size=256)
+    views = build_views("simclr", 224, strength=1.0, blur=True, norm="imagenet")
+    g = torch.Generator().manual_seed(0)
+    loader = DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers, drop_last=False)
+    start, n = time.perf_counter(), 0
+    for images, _ in loader:
+        for view in views:  # both views of the batch
+            view(images, g)
+        n += images.shape[0]
+    return time.perf_counter() - start, n
+
+
+def seconds_reference(root: Path, workers: int, batch: int) -> tuple[float, int]:
+    data = torchvision.datasets.ImageFolder(str(root / "train"), transform=TwoCrops(reference_transform()))
+    loader = DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers, drop_last=False)
+    start, n = time.perf_counter(), 0
+    for (v1, v2), _ in loader:
+        n += v1.shape[0]
+    return time.perf_counter() - start, n
+
+
+def seconds_extract(root: Path, workers: int, batch: int) -> tuple[float, int]:
+    data = build_dataset("imagefolder", str(root), "train", load_size=256)
+    pool = torch.nn.AdaptiveAvgPool2d(1)
+    spec = TransformSpec.build({"image_size": 224, "resize": None, "norm": "imagenet"})
+    start = time.perf_counter()
+    features, _ = extract_features(torch.nn.Sequential(pool, torch.nn.Flatten()), data, spec, batch, "cpu", workers)
+    return time.perf_counter() - start, features.shape[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--work", default=None, help="folder for the generated JPEGs (default: a temporary one)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_folder(Path(args.work or tmp), args.images)
+        runs = {"ours, SSL": lambda: seconds_ours(root, args.workers, args.batch),
+                "reference, SSL": lambda: seconds_reference(root, args.workers, args.batch),
+                "ours, eval": lambda: seconds_extract(root, args.workers, args.batch),
+                "ours, eval, 0": lambda: seconds_extract(root, 0, args.batch)}
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.rounds):
+            for name, run in runs.items():
+                seconds, n = run()
+                rates[name].append(n / seconds)
+    median = {name: statistics.median(v) for name, v in rates.items()}
+    print(f"{args.images} JPEGs of 500 x 375, {args.workers} loader workers, batch {args.batch}, "
+          f"{args.rounds} rounds, torch {torch.__version__} on {os.cpu_count()} CPU cores")
+    print(f"{'pipeline':<16} {'images/s (median)':>18} {'rounds':>30}")
+    for name, value in median.items():
+        print(f"{name:<16} {value:>18.1f} {' '.join(f'{r:.1f}' for r in rates[name]):>30}")
+    ssl = median["ours, SSL"] / median["reference, SSL"]
+    ext = median["ours, eval"] / median["ours, eval, 0"]
+    print(f"TARGET ssl_input_vs_reference: {ssl:.2f}x (target >= 1.0) {'PASS' if ssl >= 1.0 else 'FAIL'}")
+    print(f"TARGET extraction_workers_vs_main_process: {ext:.2f}x (target >= 1.0) {'PASS' if ext >= 1.0 else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
