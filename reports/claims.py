@@ -162,8 +162,10 @@ def paired_effect(a: Mapping[Any, Any], b: Mapping[Any, Any], scale: float = 1.0
     return Effect(n, mean, sd, mean - half, mean + half, mde, dropped)
 
 
-def verdict(effect: Effect, direction: str, testable: bool = True) -> str:
-    if effect.n == 0 and not effect.dropped:
+def verdict(effect: Effect, direction: str, testable: bool = True, ran: bool = True) -> str:
+    """`ran`: both arms have an entry (a number or a status such as diverged) on some seed; an arm
+    the study never ran makes the claim "not run", before any other verdict."""
+    if not ran or (effect.n == 0 and not effect.dropped):
         return NOT_RUN
     if not testable:
         return NOT_TESTABLE
@@ -202,7 +204,7 @@ def judge(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]],
                   if any(m < SANITY_POINTS for m in (sanity or {}).get(arm_name(arm), {}).values())]
         rows.append({"id": claim.id, "paper": claim.paper, "where": claim.where, "claim": claim.claim,
                      "a": keys[0], "b": keys[1], "direction": claim.direction,
-                     "verdict": verdict(effect, claim.direction, testable=not failed),
+                     "verdict": verdict(effect, claim.direction, testable=not failed, ran=bool(a) and bool(b)),
                      "failed_sanity": failed, "paper_effect": claim.paper_effect,
                      "paper_inside": paper_inside(effect, claim.paper_effect), **asdict(effect)})
     return rows
@@ -383,6 +385,8 @@ def interval_text(row: Mapping[str, Any]) -> str:
 
 def verdict_text(row: Mapping[str, Any]) -> str:
     text = row["verdict"]
+    if text == NOT_RUN:  # an arm outside the study: what its other arm did says nothing here
+        return text
     if row["failed_sanity"]:
         text += f" ({', '.join(row['failed_sanity'])} failed the sanity line)"
     if row["dropped"]:

@@ -55,6 +55,11 @@ def test_a_diverged_seed_drops_out_of_the_pairs_and_is_reported():
     assert gone["n"] == 0 and gone["verdict"] == C.INCONCLUSIVE and C.interval_text(gone) == "no pairs"
     missing = C.judge([claim()], {})[0]  # an arm never measured: the study did not run it
     assert missing["n"] == 0 and missing["verdict"] == C.NOT_RUN
+    # one arm measured, the other never run (outside the study's scope): not run, not inconclusive,
+    # even when the measured arm fails the sanity line
+    half = C.judge([claim()], {k: v for k, v in values([0.5, 0.6], [0.5, 0.5]).items()
+                               if k.startswith(C.arm_name(A))}, {C.arm_name(A): {"knn": 1.0}})[0]
+    assert half["verdict"] == C.NOT_RUN and C.verdict_text(half) == C.NOT_RUN
 
 
 def test_an_arm_below_the_sanity_line_makes_the_claim_not_testable():
