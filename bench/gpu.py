@@ -524,28 +524,31 @@ def cq_rate(results: list[Result], prefix: str, variant: str, backbone: str) -> 
 
 def pretraining_cost(results: list[Result], params: dict, key: str) -> Cost:
     """GPU-hours of one pretraining run (every seed) on one GPU at the measured per-GPU batch."""
-    section, name = key.split("/", 1)
+    section, name, _ = runs.parse_key(key)
     cfg = params[section]
     seeds = len(runs.key_seeds(key, params)) if section == "burn" else len(runs.profile_seeds(params))
     n = dataset_images(cfg)
-    if "random_init" in name:
-        return Cost(0.0)
     if section == "cq":
-        method, variant, backbone = name.split("@")[0].split("-")
+        parts = runs.cq_run_parts(name)
+        if parts is None:  # the untrained network
+            return Cost(0.0)
+        method, variant, backbone = parts
         prefix = "cq_pretrain" if cfg["dataset"]["name"] == "imagefolder" else "cq_small"
         ips, note = cq_rate(results, prefix, variant, backbone) if method == "simclr" else (None, "")
         epochs = train_of(cfg, method).get("epochs")
-    elif name.startswith("teacher-"):
-        return Cost(0.0, "imported file") if (cfg.get("teacher") or {}).get("file") else Cost(None)
-    elif name.startswith("baseline-"):
-        method = name.split("-", 1)[1]
-        stages = 2 if method in runs.two_stage(cfg) else 1
-        own = rate(results, f"burn_baseline/{method}")  # measured over both stages' steps
-        ips, note = (own, "") if own else (rate(results, "burn_stage2"), "~ BURN stage 2")
-        epochs = train_of(cfg, method).get("epochs") * stages
     else:
-        stage = name.rsplit("-stage", 1)[1]
-        ips, note, epochs = rate(results, f"burn_stage{stage}"), "", train_of(cfg, "burn").get("epochs")
+        kind, what = runs.burn_run_kind(name)
+        if kind == "random_init":
+            return Cost(0.0)
+        if kind == "teacher":
+            return Cost(0.0, "imported file") if (cfg.get("teacher") or {}).get("file") else Cost(None)
+        if kind == "baseline":
+            stages = 2 if what in runs.two_stage(cfg) else 1
+            own = rate(results, f"burn_baseline/{what}")  # measured over both stages' steps
+            ips, note = (own, "") if own else (rate(results, "burn_stage2"), "~ BURN stage 2")
+            epochs = train_of(cfg, what).get("epochs") * stages
+        else:  # stage1 / stage2 of a BURN configuration
+            ips, note, epochs = rate(results, f"burn_{kind}"), "", train_of(cfg, "burn").get("epochs")
     if not (ips and n and epochs):
         return Cost(None, note)
     return Cost(seeds * epochs * n / ips / 3600, note)
@@ -596,8 +599,9 @@ def table_parts(mapping: dict, keys: list[str]) -> dict[str, tuple[set, set]]:
                 matched += [k for k in keys if k == pattern[:-2]]
             for key in matched:
                 run_keys.add(key)
-                if key.endswith("-stage2"):
-                    run_keys.add(key[:-1] + "1")
+                section, name, _ = runs.parse_key(key)
+                if section == "burn" and runs.burn_run_kind(name)[0] == "stage2":  # and the stage 1 it starts from
+                    run_keys.add(f"{section}/{runs.burn_stage_name(runs.burn_run_kind(name)[1], 1)}")
                 evals.add((suite, variant or None, key))
         out[table] = (run_keys, evals)
     return out

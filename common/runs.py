@@ -63,8 +63,33 @@ def random_init_name(backbone: str) -> str:
     return f"random_init-{backbone}"
 
 
+def cq_run_parts(name: str) -> tuple[str, str, str] | None:
+    """(method, variant, backbone) of a CQ run name (no precision set), the inverse of `cq_name`;
+    None for the untrained network's run (`random_init_name`)."""
+    if name.startswith(random_init_name("")):
+        return None
+    parts = name.split("-")
+    if len(parts) != 3:
+        raise ConfigError(f"{name!r}: not a CQ run name (<method>-<variant>-<backbone>)")
+    return parts[0], parts[1], parts[2]
+
+
 def burn_stage_name(configuration: str, stage: int) -> str:
     return f"{configuration}-stage{stage}"
+
+
+def burn_run_kind(name: str) -> tuple[str, str]:
+    """What a BURN run name (no seed) is, the inverse of the names above: ("teacher",
+    "<method>-<backbone>"), ("baseline", method), ("random_init", backbone) or ("stage1" /
+    "stage2", configuration)."""
+    for kind, prefix in (("teacher", teacher_name("", "")[:-1]), ("baseline", baseline_name("")),
+                         ("random_init", random_init_name(""))):
+        if name.startswith(prefix):
+            return kind, name[len(prefix):]
+    configuration, _, stage = name.rpartition("-stage")
+    if not configuration or stage not in ("1", "2"):
+        raise ConfigError(f"{name!r}: not a BURN run name")
+    return f"stage{stage}", configuration
 
 
 def burn_configurations(root: Path = RUNS) -> list[str]:

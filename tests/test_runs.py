@@ -172,3 +172,16 @@ def test_two_stage_is_a_list_of_baselines_and_burn_is_not_one():
         runs.two_stage({**burn, "two_stage": ["burn"]})
     with pytest.raises(ConfigError, match="expected a list"):
         runs.two_stage({"two_stage": "s2bnn"})
+
+
+def test_run_names_parse_back_to_what_named_them():
+    from common.errors import ConfigError
+
+    assert runs.cq_run_parts(runs.cq_name("simclr", "cq_c", "cifar_resnet20")) == ("simclr", "cq_c", "cifar_resnet20")
+    assert runs.cq_run_parts(runs.random_init_name("resnet18")) is None
+    assert runs.burn_run_kind(runs.teacher_name("mocov2", "resnet50")) == ("teacher", "mocov2-resnet50")
+    assert runs.burn_run_kind(runs.baseline_name("mocov2_tuned")) == ("baseline", "mocov2_tuned")
+    assert runs.burn_run_kind(runs.random_init_name("reactnet_a")) == ("random_init", "reactnet_a")
+    assert runs.burn_run_kind(runs.burn_stage_name("lambda_step", 2)) == ("stage2", "lambda_step")
+    with pytest.raises(ConfigError):
+        runs.burn_run_kind("lambda_step")
