@@ -22,6 +22,8 @@ def test_a_part_runs_in_its_worktree_records_its_numbers_and_resumes(tmp_path):
     half["eval"] = {"suites": {"knn": {**smoke["eval"]["suites"]["knn"], "checkpoints": ["cq", "cq_random_init"]}},
                     "figures": {}}
     (clone / "profiles" / "study_cq.yaml").write_text(yaml.safe_dump(half, sort_keys=False))
+    for part in (clone / "reports/study/parts").glob("*.json"):  # the real study's parts: not this one's
+        part.unlink()
     subprocess.run(["git", "commit", "-qam", "tiny study half"], cwd=clone, check=True, env=env)
 
     run = [sys.executable, "-m", "reports.study", "run", "cq", "--seed", "2"]
