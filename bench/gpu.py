@@ -197,10 +197,6 @@ def pretrain(work: Path, params_file: Path, module: str, args: list[str], amp: s
             "peak_gib": metrics.get("peak_memory_gib")}
 
 
-def views_per_image(method: str) -> int:
-    return 1 if method == "supervised" else 2
-
-
 def reference_step(backbone: str, options: dict, batch: int, size: int, device: torch.device,
                    bf16: bool, steps: int) -> float:
     """images/s of a plain training step: the network, a linear head, cross-entropy, SGD, on random
