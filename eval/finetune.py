@@ -114,11 +114,12 @@ def finetune(model: Classifier, labelled: Dataset, test_set: Dataset, preset: Tr
     schedule = schedule_for(preset, steps_per_epoch)
     views, _ = build_views("crop_flip", image_size, norm=norm)
     generator = torch.Generator().manual_seed(seed)
-    status, loss_value, step = "ok", None, 0
+    status, loss_value, step, seen, started = "ok", None, 0, 0, time.perf_counter()
     model.train()
     for epoch in range(preset.epochs):
         order = torch.randperm(len(labelled), generator=generator).tolist()
         for images, labels, part in epoch_batches(labelled, order, batch, device, num_workers):
+            seen += part[0]
             apply_schedule(optimizer, schedule, step)
             loss = batch_loss(model(views(images, generator, part)), labels, part[0])
             optimizer.zero_grad(set_to_none=True)
@@ -131,10 +132,11 @@ def finetune(model: Classifier, labelled: Dataset, test_set: Dataset, preset: Tr
                 break
         if status != "ok":
             break
+    seconds = max(time.perf_counter() - started, 1e-9)  # training only, input pipeline included
     logits, targets = extract_features(model, test_set, TransformSpec.build(
         {"image_size": image_size, "resize": None, "norm": norm}), 256, device, num_workers)
     return {"status": status, "epochs_run": epoch + 1, "final_loss": loss_value,
-            **topk_accuracy(logits, targets.long())}
+            "train_images_per_s": seen / seconds, **topk_accuracy(logits, targets.long())}
 
 
 def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset_name: str = "burn",

@@ -126,14 +126,16 @@ def fit_linear(head: nn.Linear, batches: Callable[[int], Iterable[tuple[torch.Te
     """Train `head` with the preset's SGD and schedule; `batches(epoch)` yields (features, labels,
     global batch size). `sharded`: the batches are this torchrun rank's rows of the global batch
     (`eval.sharded`: gradients summed over ranks). Returns {"status": "ok" | "diverged",
-    "epochs_run", "final_loss"}."""
+    "epochs_run", "final_loss", "train_images_per_s"} (global images trained per second of this loop,
+    input pipeline included: what a GPU check compares)."""
     params = list(head.parameters())
     optimizer = sgd_for(preset, [{"params": params}])
     schedule = schedule_for(preset, steps_per_epoch)
-    step, loss_value = 0, None
+    step, loss_value, images, started = 0, None, 0, time.perf_counter()
     head.train()
     for epoch in range(preset.epochs):
         for x, y, total in batches(epoch):
+            images += total
             apply_schedule(optimizer, schedule, step)
             loss = batch_loss(head(x), y, total)
             optimizer.zero_grad(set_to_none=True)
@@ -143,7 +145,8 @@ def fit_linear(head: nn.Linear, batches: Callable[[int], Iterable[tuple[torch.Te
             step += 1
             if not math.isfinite(loss_value):
                 return {"status": "diverged", "epochs_run": epoch + 1, "final_loss": loss_value}
-    return {"status": "ok", "epochs_run": preset.epochs, "final_loss": loss_value}
+    return {"status": "ok", "epochs_run": preset.epochs, "final_loss": loss_value,
+            "train_images_per_s": images / max(time.perf_counter() - started, 1e-9)}
 
 
 def cached_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator):
