@@ -3,10 +3,13 @@
 On a generated folder of JPEGs at ImageNet-like sizes (500 x 375, smooth random content; made
 once under --work), interleaved round by round with the same number of loader workers:
 
-    ours, SSL        the project's SimCLR input as the engine runs it: `imagefolder` items decoded
-                     in the loader workers (shorter side to 256, centre square, PIL with JPEG draft
-                     mode), both SimCLR views of each batch drawn by the batched view pipeline
-                     (common/views.py) in the training process
+    ours, SSL        the project's SimCLR input as the engine runs it (`crops: full`, the default):
+                     each file decoded once in the loader workers (PIL, JPEG draft mode) and cut
+                     into both views' random resized crops + flips (common/data/crops.py), the rest
+                     of both SimCLR views (colour, grayscale, blur, normalize) drawn by the batched
+                     view pipeline (common/views.py) in the training process
+    ours, SSL, sq.   the labelled `crops: square` option: items decoded to the 256 px centre square
+                     in the workers, both whole views drawn from it in the training process
     reference, SSL   torchvision's `ImageFolder` with the SimCLR transform (RandomResizedCrop 224,
                      flip, colour jitter 0.8, grayscale 0.2, blur 0.5, normalize) applied twice per
                      image in the loader workers, as the SimCLR / MoCo reference pipelines do
@@ -15,7 +18,9 @@ once under --work), interleaved round by round with the same number of loader wo
     ours, eval, 0    the same in the main process (what the suites did before they took --workers)
 
 Images/s over one pass of the folder per round (median of the rounds); the evaluation runs feed a
-global-average-pool "network" so that the input side is what is timed.
+global-average-pool "network" so that the input side is what is timed. Also, per file, the JPEG
+decoders a loader worker could use: PIL in full, PIL in draft mode (what `crops: full` does when
+every crop allows it) and `torchvision.io.decode_jpeg` on the CPU (ms per image, median).
 
 Targets (2-core CPU, 2 workers): ours >= 1.0x the reference (SSL); extraction with workers >= 1.0x
 the main-process one.
@@ -41,6 +46,8 @@ from torch.utils.data import DataLoader  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 
 from common.data import build_dataset  # noqa: E402
+from common.data.crops import training_source  # noqa: E402
+from common.sampler import ResumableSampler  # noqa: E402
 from common.features import extract_features  # noqa: E402
 from common.views import build_views  # noqa: E402
 from eval.features import TransformSpec  # noqa: E402
@@ -79,15 +86,17 @@ def reference_transform(size: int = 224):
                       T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
 
 
-def seconds_ours(root: Path, workers: int, batch: int) -> tuple[float, int]:
-    data = build_dataset("imagefolder", str(root), "train", load_size=256)
+def seconds_ours(root: Path, workers: int, batch: int, crops: str = "full") -> tuple[float, int]:
     views = build_views("simclr", 224, strength=1.0, blur=True, norm="imagenet")
+    data = training_source(build_dataset("imagefolder", str(root), "train", load_size=256, crops=crops),
+                           list(views), seed=0)
+    sampler = ResumableSampler(len(data), batch, seed=0, keyed=crops == "full")
     g = torch.Generator().manual_seed(0)
-    loader = DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers, drop_last=False)
+    loader = DataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers)
     start, n = time.perf_counter(), 0
     for images, _ in loader:
-        for view in views:  # both views of the batch
-            view(images, g)
+        for slot, view in enumerate(views):  # both views of the batch
+            view(images, g, slot=slot)
         n += images.shape[0]
     return time.perf_counter() - start, n
 
@@ -110,6 +119,31 @@ def seconds_extract(root: Path, workers: int, batch: int) -> tuple[float, int]:
     return time.perf_counter() - start, features.shape[0]
 
 
+def decode_ms(root: Path, count: int = 200) -> dict[str, float]:
+    """Median ms to decode one file to RGB: PIL in full, PIL in draft mode (shorter side >= 256),
+    torchvision.io.decode_jpeg (CPU, from the bytes read beforehand)."""
+    from PIL import Image
+
+    files = sorted((root / "train").rglob("*.jpg"))[:count]
+    blobs = [torchvision.io.read_file(str(f)) for f in files]
+
+    def pil(path, draft):
+        with Image.open(path) as img:
+            if draft:
+                img.draft("RGB", (img.width * 256 // min(img.size), img.height * 256 // min(img.size)))
+            return img.convert("RGB")
+
+    decoders = {"PIL": lambda i: pil(files[i], False), "PIL, draft >= 256 px": lambda i: pil(files[i], True),
+                "torchvision.io.decode_jpeg": lambda i: torchvision.io.decode_jpeg(blobs[i])}
+    times: dict[str, list[float]] = {name: [] for name in decoders}
+    for i in range(len(files)):
+        for name, decode in decoders.items():
+            start = time.perf_counter()
+            decode(i)
+            times[name].append(1000 * (time.perf_counter() - start))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -121,6 +155,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = make_folder(Path(args.work or tmp), args.images)
         runs = {"ours, SSL": lambda: seconds_ours(root, args.workers, args.batch),
+                "ours, SSL, sq.": lambda: seconds_ours(root, args.workers, args.batch, "square"),
                 "reference, SSL": lambda: seconds_reference(root, args.workers, args.batch),
                 "ours, eval": lambda: seconds_extract(root, args.workers, args.batch),
                 "ours, eval, 0": lambda: seconds_extract(root, 0, args.batch)}
@@ -129,12 +164,16 @@ def main() -> int:
             for name, run in runs.items():
                 seconds, n = run()
                 rates[name].append(n / seconds)
+        decoders = decode_ms(root)
     median = {name: statistics.median(v) for name, v in rates.items()}
     print(f"{args.images} JPEGs of 500 x 375, {args.workers} loader workers, batch {args.batch}, "
           f"{args.rounds} rounds, torch {torch.__version__} on {os.cpu_count()} CPU cores")
     print(f"{'pipeline':<16} {'images/s (median)':>18} {'rounds':>30}")
     for name, value in median.items():
         print(f"{name:<16} {value:>18.1f} {' '.join(f'{r:.1f}' for r in rates[name]):>30}")
+    print(f"{'decoder (one 500 x 375 JPEG)':<30} {'ms (median)':>12}")
+    for name, value in decoders.items():
+        print(f"{name:<30} {value:>12.2f}")
     ssl = median["ours, SSL"] / median["reference, SSL"]
     ext = median["ours, eval"] / median["ours, eval, 0"]
     print(f"TARGET ssl_input_vs_reference: {ssl:.2f}x (target >= 1.0) {'PASS' if ssl >= 1.0 else 'FAIL'}")

@@ -142,13 +142,16 @@ class BURN(Method):
         fs = feature_similarity(a, b, self.fs_loss)
         return burn_loss(kl, fs, lam), {"kl": kl.detach(), "fs": fs.detach()}, v2
 
+    def view_slots(self) -> list:
+        return [self.views[0]] if self.pairing == "same" else [self.views[0], self.views[1]]
+
     def training_step(self, images, labels, generator) -> StepOutput:
         lam = self.current_lambda()
-        x1 = self.views[0](images, generator)
+        x1 = self.views[0](images, generator, slot=0)
         if self.pairing == "same":  # Alg. 1: h and k see the same sample
             loss, logs, features = self.pair_loss(x1, x1, lam)
         else:  # public code: crossed views, mean of both directions
-            x2 = self.views[1](images, generator)
+            x2 = self.views[1](images, generator, slot=1)
             loss_a, logs_a, features = self.pair_loss(x2, x1, lam)
             loss_b, logs_b, _ = self.pair_loss(x1, x2, lam)
             loss = 0.5 * (loss_a + loss_b)

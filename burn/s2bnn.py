@@ -53,8 +53,11 @@ class S2BNN(Method):
         hidden = hidden_dim or teacher_head.net[0].out_features
         self.head = MLPHead(backbone.feature_dim, hidden, out_dim, hidden_bn=False)
 
+    def view_slots(self) -> list:
+        return [self.views[0]]
+
     def training_step(self, images, labels, generator) -> StepOutput:
-        x = self.as_input(self.views[0](images, generator))
+        x = self.as_input(self.views[0](images, generator, slot=0))
         t = F.normalize(self.teacher_head(self.teacher(x)).float(), dim=1)  # fixed, no grad
         h = self.backbone(x)
         s = F.normalize(self.head(h).float(), dim=1)

@@ -45,6 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from common.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
+from common.data.crops import FullImageCrops, training_source
 from common.distributed import Runtime, setup_runtime
 from common.errors import ConfigError
 from common.methods.base import Method, StepOutput
@@ -293,7 +294,8 @@ def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _
         raise ConfigError(f"train.batch_size: {cfg.batch_size} is not divisible by "
                           f"{rt.world} processes x {cfg.accum_steps} accumulation steps")
     torch.manual_seed(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts them)
-    sampler = ResumableSampler(len(dataset), per_rank, cfg.seed, rt.world, rt.rank)
+    sampler = ResumableSampler(len(dataset), per_rank, cfg.seed, rt.world, rt.rank,
+                               keyed=isinstance(dataset, FullImageCrops))
     steps_per_epoch = max(1, sampler.batches_per_epoch // cfg.accum_steps)
     total = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * steps_per_epoch))
     warmup = cfg.warmup_steps or round(cfg.warmup_epochs * steps_per_epoch)
@@ -458,6 +460,7 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     (Method.finish_training), write encoder.pt, checkpoint.pt and metrics.json."""
     segment_start = time.time()
     phash = params_hash({"params": params, "world": rt.world})
+    dataset = training_source(dataset, method.view_slots(), cfg.seed)  # full-image crops, if asked for
     run = _setup(method, dataset, cfg, rt)
     resumed = _resume(run, out_dir / CHECKPOINT, phash, rt)
     state = resumed or RunState()
@@ -486,6 +489,8 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
         "peak_memory_gib": (round(torch.cuda.max_memory_allocated(rt.device) / 2**30, 3)
                             if rt.device.type == "cuda" else None),
         "world_size": rt.world,
+        # where the SSL crops came from: the whole file (loader workers) or the stored images (device)
+        "crops": "full" if isinstance(dataset, FullImageCrops) else "stored",
         "method": method.summary(),
         "provenance": provenance(params, rt.device, **run_info),
     }
@@ -500,7 +505,8 @@ FINISH_SEED = 500_009  # keeps the views of finish_training apart from the train
 def _finish_batches(dataset: Dataset, per_rank: int, cfg: TrainConfig, rt: Runtime):
     """Training batches for ``Method.finish_training``: a fixed order of their own (seed + 1), so a
     rerun of a finished run, or a resumed one, gives the same batches."""
-    sampler = ResumableSampler(len(dataset), per_rank, cfg.seed + 1, rt.world, rt.rank)
+    sampler = ResumableSampler(len(dataset), per_rank, cfg.seed + 1, rt.world, rt.rank,
+                               keyed=isinstance(dataset, FullImageCrops))
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
                         drop_last=True, pin_memory=rt.device.type == "cuda")
     for images, _ in loader:

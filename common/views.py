@@ -15,6 +15,11 @@ step back.
 Each op has `sample(batch, height, width, generator) -> dict of tensors` (all the randomness) and
 `apply(images, params)` (a pure tensor function), so tests can set parameters by hand.
 
+Pre-cropped input: for image folders the loader cuts each view's crop from the whole file
+(`common.data.crops`) and hands over uint8 (B, K, 3, S, S), one crop per view slot; a method calls
+`views[k](images, generator, slot=k)`, and the pipeline then takes slot k and skips its geometric
+first op (`ViewPipeline.geometry`), which already ran. Plain (B, 3, H, W) images ignore `slot`.
+
 Definitions follow torchvision's tensor functionals (transforms.v2.functional):
 - RandomResizedCrop: torchvision's box sampler (area fraction uniform in `scale`, aspect ratio
   log-uniform in `ratio`, 10 trials then a center-crop fallback) vectorized by drawing all 10
@@ -717,21 +722,43 @@ class ViewPipeline:
     def random(self) -> bool:
         return any(op.random for op in self.ops)
 
+    @property
+    def geometry(self) -> RandomResizedCrop | CenterCropResize | None:
+        """The op that makes the view's geometry (first in every recipe), which a loader can run on
+        the full image instead (`common.data.crops`); None if the pipeline starts otherwise."""
+        first = self.ops[0] if self.ops else None
+        return first if isinstance(first, (RandomResizedCrop, CenterCropResize)) else None
+
     def augment(self, images: Tensor, generator: torch.Generator | None = None,
-                part: tuple[int, int] | None = None) -> Tensor:
+                part: tuple[int, int] | None = None, slot: int | None = None) -> Tensor:
         """The views before normalization: float32 in [0, 1]. `part=(total, start)`: `images` are
-        rows start.. of a batch of `total` (a torchrun rank's share; `ViewOp.__call__`)."""
-        if self.random and not isinstance(generator, torch.Generator):
+        rows start.. of a batch of `total` (a torchrun rank's share; `ViewOp.__call__`).
+        Pre-cropped images, uint8 (B, K, 3, S, S) from `common.data.crops`, carry one crop per view
+        slot with the geometry already applied: `slot` picks this view's, the other ops follow."""
+        ops = self.ops
+        if images.dim() == 5:
+            images, ops = self._precropped(images, slot), self.ops[1:]
+        if any(op.random for op in ops) and not isinstance(generator, torch.Generator):
             raise ConfigError(f"generator: expected a seeded torch.Generator for random views, got {generator!r}")
         x = to_float_images(images)
         # float32 throughout, even when called inside an autocast region of the training step
         with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
-            for op in self.ops:
+            for op in ops:
                 x = op(x, generator, part)
             if tuple(x.shape[-2:]) != (self.out_size, self.out_size) and x.shape[0]:
                 x = F.interpolate(x, size=(self.out_size, self.out_size), mode="bilinear", antialias=True,
                                   align_corners=False).clamp(0.0, 1.0)
         return x
+
+    def _precropped(self, images: Tensor, slot: int | None) -> Tensor:
+        if self.geometry is None:
+            raise ConfigError("pre-cropped images (B, K, 3, S, S): this view pipeline does not start with a "
+                              "crop the loader could have made")
+        if slot is None or not 0 <= slot < images.shape[1]:
+            raise ConfigError(f"pre-cropped images hold {images.shape[1]} view slots; the view asked for slot {slot!r}")
+        if images.shape[-1] != self.out_size or images.shape[-2] != self.out_size:
+            raise ConfigError(f"pre-cropped images of {images.shape[-1]} px for {self.out_size} px views")
+        return images[:, slot]
 
     def normalize(self, x: Tensor) -> Tensor:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -739,8 +766,8 @@ class ViewPipeline:
         return (x - mean) / std
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None,
-                 part: tuple[int, int] | None = None) -> Tensor:
-        return self.normalize(self.augment(images, generator, part))
+                 part: tuple[int, int] | None = None, slot: int | None = None) -> Tensor:
+        return self.normalize(self.augment(images, generator, part, slot))
 
     def __repr__(self) -> str:
         ops = ",\n  ".join(repr(op) for op in self.ops)

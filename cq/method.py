@@ -124,7 +124,7 @@ class ContrastiveQuant(Method):
         def inputs():
             for images in islice(batches(), self.bn_reestimation_batches):
                 images_seen.append(images.shape[0])
-                yield self.base.as_input(view(images, generator))
+                yield self.base.as_input(view(images, generator, slot=0))
 
         used = reestimate_batchnorm(self.base.backbone, inputs())
         self.bn_reestimation = {"done": True, "precision": "fp", "batches": used, "images": sum(images_seen)}
@@ -151,9 +151,19 @@ class ContrastiveQuant(Method):
         self.precision_counts[q2] += 1
         return q1, q2
 
+    def _pipes(self) -> dict[int, object]:
+        """The pipeline of each view of cq/objectives.py: 0 (x, CQ-Quant: the base's views are then
+        the "none" recipe) and 1 (Aug1) from the base's first pipeline, 2 (Aug2) from its second."""
+        return {0: self.base.views[0], 1: self.base.views[0], 2: self.base.views[1]}
+
+    def view_slots(self) -> list:
+        """One slot per view the variant uses (the same views every step), in order of first use."""
+        pipes = self._pipes()
+        return [pipes[v] for v in plan(self.variant, 1, 2).views]
+
     def make_views(self, the_plan: Plan, images: torch.Tensor, generator) -> dict[int, torch.Tensor]:
-        pipes = {0: self.base.views[0], 1: self.base.views[0], 2: self.base.views[1]}
-        return {v: pipes[v](images, generator) for v in the_plan.views}
+        pipes, slots = self._pipes(), plan(self.variant, 1, 2).views
+        return {v: pipes[v](images, generator, slot=slots.index(v)) for v in the_plan.views}
 
     def encode_online(self, x: torch.Tensor, bits: int | None) -> Encoding:
         set_precision(self.base.backbone, bits)

@@ -63,7 +63,7 @@ from common.provenance import provenance
 from common.views import build_views
 from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_args, add_extractor_args,
                            eval_process, extractor_from_args, is_main_process, spec_from_args)
-from eval.sharded import batch_loss, epoch_batches, sum_over_ranks
+from eval.sharded import batch_loss, crop_source, epoch_batches, sum_over_ranks
 from eval.presets import LINEAR_PRESETS, TrainPreset, get_preset
 
 MODES = ("cached", "augment")
@@ -160,14 +160,17 @@ def cached_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator:
 
 
 def augmented_batches(model: nn.Module, dataset: Dataset, views, batch_size: int,
-                      generator: torch.Generator, device: torch.device, num_workers: int = 0):
+                      generator: torch.Generator, device: torch.device, num_workers: int = 0, seed: int = 0):
     """`batches(epoch)` of features of augmented images through the frozen `model`: under torchrun,
-    of this rank's rows of every global batch (`eval.sharded`)."""
+    of this rank's rows of every global batch (`eval.sharded`); image folders crop from the whole
+    file (`eval.sharded.crop_source`)."""
+    source, epoch_order = crop_source(dataset, views, seed)
+
     def batches(epoch: int):
-        order = torch.randperm(len(dataset), generator=generator).tolist()
-        for images, labels, part in epoch_batches(dataset, order, batch_size, device, num_workers):
+        order = epoch_order(epoch, generator)
+        for images, labels, part in epoch_batches(source, order, batch_size, device, num_workers):
             with torch.no_grad():
-                x = model(views(images, generator, part)).float()
+                x = model(views(images, generator, part, slot=0)).float()
             yield x, labels, part[0]
     return batches
 
@@ -198,7 +201,7 @@ def train_linear_augmented(model: nn.Module, dataset: Dataset, num_classes: int,
     views, _ = build_views("crop_flip", image_size, norm=norm)
     generator = torch.Generator().manual_seed(seed)
     batch = min(preset.batch_size, len(dataset))
-    batches = augmented_batches(model, dataset, views, batch, generator, device, num_workers)
+    batches = augmented_batches(model, dataset, views, batch, generator, device, num_workers, seed)
     info = fit_linear(head, batches, math.ceil(len(dataset) / batch), preset, sharded=True)
     return head, info
 

@@ -9,6 +9,8 @@ gradients are summed over ranks: the step is the one of the mean loss over the g
 whatever the split. Layers whose statistics span the batch (BatchNorm in train mode) must be
 synchronized by the caller (`common.syncbn.convert_sync_batchnorm`); a quantizer's per-tensor
 range stays per rank, as in any data-parallel quantized training.
+Image folders with `crops: full` cut each item's crop from the whole file in the loader
+(`common.data.crops`), keyed by (index, epoch): the same crops whatever the split over ranks.
 """
 from __future__ import annotations
 
@@ -19,7 +21,21 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from common.data.crops import training_source
 from common.features import rank_world
+
+
+def crop_source(dataset: Dataset, view, seed: int):
+    """What an augmented evaluation reads, and `order(epoch, generator)`, its epoch order as loader
+    keys: for an image folder with `crops: full`, items (index, epoch) whose crop + flip the loader
+    cuts from the whole file (`view`'s geometry); otherwise the stored images, cropped on the device."""
+    source = training_source(dataset, [view], seed)
+    keyed = source is not dataset
+
+    def order(epoch: int, generator: torch.Generator) -> list:
+        perm = torch.randperm(len(dataset), generator=generator).tolist()
+        return [(i, epoch) for i in perm] if keyed else perm
+    return source, order
 
 
 def row_block(total: int, rank: int, world: int) -> tuple[int, int]:

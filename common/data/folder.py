@@ -2,8 +2,11 @@
 CUB-200-2011, Birdsnap, Places205 once arranged that way).
 
 Items are `(uint8 tensor (3, load_size, load_size), int label)`: decoded with PIL, shorter side
-resized to `load_size` (default 256), centre square cropped (see `common.data.decode`); SSL crops
-are drawn from that square later, on the device.
+resized to `load_size` (default 256), centre square cropped (see `common.data.decode`): the
+evaluations' picture. For SSL pretraining, `crops` says where the random crops come from: "full"
+(default) draws them from the whole decoded file in the loader workers, as the reference pipelines
+do (`common.data.crops`); "square" draws them on the device from the 256 px centre square (faster
+to decode, but it never shows the image's sides).
 
 Choices where the papers are silent:
 - classes are the sorted sub-folder names of `root/<split>` (so label ids agree between splits
@@ -32,8 +35,11 @@ class ImageFolder(Dataset):
     name = "imagefolder"
 
     def __init__(self, root: str | Path | None, split: str = "train",
-                 load_size: int = DEFAULT_LOAD_SIZE):
+                 load_size: int = DEFAULT_LOAD_SIZE, crops: str = "full"):
         self.load_size = check_load_size(load_size, self.name)
+        if crops not in ("full", "square"):
+            raise ConfigError(f"{self.name} crops={crops!r}: expected full (SSL crops from the whole image) or square")
+        self.crops = crops
         base = require_root(root, self.name, "a folder with <split>/<class>/<image> inside")
         split_dir = base / split
         if not split_dir.is_dir():

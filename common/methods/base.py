@@ -69,6 +69,12 @@ class Method(nn.Module):
                 generator: torch.Generator) -> StepOutput:
         return self.training_step(images, labels, generator)
 
+    def view_slots(self) -> list:
+        """The view pipelines one training step calls, by slot: ``views[k](images, generator,
+        slot=k)``. A loader that crops from the full image makes one crop per slot with that
+        pipeline's geometry (``common.data.crops``). Default: every pipeline in ``views``."""
+        return list(getattr(self, "views", None) or [])
+
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Called after every optimizer step (momentum / EMA updates). Default: nothing."""
 

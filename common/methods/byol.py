@@ -136,7 +136,7 @@ class BYOL(Method):
         return self.target_projector(self.target_backbone(self.as_input(x)))
 
     def training_step(self, images, labels, generator) -> StepOutput:
-        v1, v2 = self.views[0](images, generator), self.views[1](images, generator)
+        v1, v2 = self.views[0](images, generator, slot=0), self.views[1](images, generator, slot=1)
         h1, p1 = self.online_embed(v1)
         _, p2 = self.online_embed(v2)
         z1, z2 = self.target_embed(v1), self.target_embed(v2)

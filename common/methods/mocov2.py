@@ -158,7 +158,7 @@ class MoCoV2(Method):
         self.queue_ptr.fill_((ptr + n) % size)
 
     def training_step(self, images, labels, generator) -> StepOutput:
-        v1, v2 = self.views[0](images, generator), self.views[1](images, generator)
+        v1, v2 = self.views[0](images, generator, slot=0), self.views[1](images, generator, slot=1)
         h1, q1 = self.query(v1)
         k2 = self.key(v2, generator)
         loss = moco_infonce(q1, k2, self.queue, self.temperature)

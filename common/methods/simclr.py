@@ -31,8 +31,8 @@ class SimCLR(Method):
         return h, self.projector(h)
 
     def training_step(self, images, labels, generator) -> StepOutput:
-        h1, z1 = self.embed(self.views[0](images, generator))
-        _, z2 = self.embed(self.views[1](images, generator))
+        h1, z1 = self.embed(self.views[0](images, generator, slot=0))
+        _, z2 = self.embed(self.views[1](images, generator, slot=1))
         return StepOutput(nt_xent(z1, z2, self.temperature), features=h1)
 
     def cq_encode(self, x: torch.Tensor) -> Encoding:

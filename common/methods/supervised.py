@@ -50,10 +50,13 @@ class Supervised(Method):
 
     def training_step(self, images, labels, generator) -> StepOutput:
         labels = check_labels(labels, self.num_classes).to(images.device)
-        h = self.backbone(self.as_input(self.views[0](images, generator)))
+        h = self.backbone(self.as_input(self.views[0](images, generator, slot=0)))
         logits = self.classifier(h)
         accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
         return StepOutput(F.cross_entropy(logits.float(), labels), features=h, logs={"train_acc": accuracy})
+
+    def view_slots(self) -> list:
+        return [self.views[0]]
 
     def grad_groups(self) -> dict[str, nn.Module]:
         return {"backbone": self.backbone, "classifier": self.classifier}

@@ -170,8 +170,8 @@ class SwAV(Method):
             self.queue_filled.fill_(min(length, int(self.queue_filled) + z.shape[0]))
 
     def training_step(self, images, labels, generator) -> StepOutput:
-        h1, z1, s1 = self.embed(self.views[0](images, generator))
-        _, z2, s2 = self.embed(self.views[1](images, generator))
+        h1, z1, s1 = self.embed(self.views[0](images, generator, slot=0))
+        _, z2, s2 = self.embed(self.views[1](images, generator, slot=1))
         q1, q2 = self.codes(s1.detach(), 0), self.codes(s2.detach(), 1)
         loss = swapped_prediction_loss(s1, s2, q1, q2, self.temperature)
         if self.queue.shape[1] and int(self.iteration) >= self.queue_start_step:
