@@ -3,11 +3,12 @@
 On a generated folder of JPEGs at ImageNet-like sizes (500 x 375, smooth random content; made
 once under --work), interleaved round by round with the same number of loader workers:
 
-    ours, SSL        the project's SimCLR input as the engine runs it (`crops: full`, the default):
-                     each file decoded once in the loader workers (PIL, JPEG draft mode) and cut
-                     into both views' random resized crops + flips (common/data/crops.py), the rest
-                     of both SimCLR views (colour, grayscale, blur, normalize) drawn by the batched
-                     view pipeline (common/views.py) in the training process
+    ours, SSL        the project's SimCLR input as the engine runs it on a CPU (`crops: full`, the
+                     default): each file decoded once in the loader workers (PIL, JPEG draft mode)
+                     and cut into both views' random resized crops + flips (common/data/crops.py),
+                     the rest of both SimCLR views (colour, grayscale, blur, normalize) run by the
+                     batched view pipeline (common/views.py) on each batch in the same workers (on
+                     a GPU the device runs them)
     ours, SSL, sq.   the labelled `crops: square` option: items decoded to the 256 px centre square
                      in the workers, both whole views drawn from it in the training process
     reference, SSL   torchvision's `ImageFolder` with the SimCLR transform (RandomResizedCrop 224,
@@ -46,7 +47,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 
 from common.data import build_dataset  # noqa: E402
-from common.data.crops import training_source  # noqa: E402
+from common.data.crops import collate_fn, training_source  # noqa: E402
 from common.sampler import ResumableSampler  # noqa: E402
 from common.features import extract_features  # noqa: E402
 from common.views import build_views  # noqa: E402
@@ -89,10 +90,10 @@ def reference_transform(size: int = 224):
 def seconds_ours(root: Path, workers: int, batch: int, crops: str = "full") -> tuple[float, int]:
     views = build_views("simclr", 224, strength=1.0, blur=True, norm="imagenet")
     data = training_source(build_dataset("imagefolder", str(root), "train", load_size=256, crops=crops),
-                           list(views), seed=0)
+                           list(views), seed=0, finish_views=workers > 0)  # as the engine on a CPU
     sampler = ResumableSampler(len(data), batch, seed=0, keyed=crops == "full")
     g = torch.Generator().manual_seed(0)
-    loader = DataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers)
+    loader = DataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=collate_fn(data))
     start, n = time.perf_counter(), 0
     for images, _ in loader:
         for slot, view in enumerate(views):  # both views of the batch

@@ -45,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from common.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
-from common.data.crops import FullImageCrops, training_source
+from common.data.crops import FullImageCrops, collate_fn, training_source
 from common.distributed import Runtime, setup_runtime
 from common.errors import ConfigError
 from common.methods.base import Method, StepOutput
@@ -317,7 +317,7 @@ def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _
            if rt.world > 1 else model)
     generator = torch.Generator(device=rt.device).manual_seed(cfg.seed * 1000 + rt.rank)
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
-                        drop_last=True, pin_memory=rt.device.type == "cuda",
+                        drop_last=True, pin_memory=rt.device.type == "cuda", collate_fn=collate_fn(dataset),
                         # workers live across epochs: restarting them each epoch cost most of the
                         # time of a short epoch on a GPU (reports/gpu)
                         persistent_workers=cfg.num_workers > 0)
@@ -460,7 +460,10 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     (Method.finish_training), write encoder.pt, checkpoint.pt and metrics.json."""
     segment_start = time.time()
     phash = params_hash({"params": params, "world": rt.world})
-    dataset = training_source(dataset, method.view_slots(), cfg.seed)  # full-image crops, if asked for
+    # full-image crops, if the data set asks for them; on a CPU the loader workers also finish the
+    # views, beside the training step (on a GPU the device does, common/data/crops.py)
+    dataset = training_source(dataset, method.view_slots(), cfg.seed,
+                              finish_views=rt.device.type == "cpu" and cfg.num_workers > 0)
     run = _setup(method, dataset, cfg, rt)
     resumed = _resume(run, out_dir / CHECKPOINT, phash, rt)
     state = resumed or RunState()
@@ -508,7 +511,7 @@ def _finish_batches(dataset: Dataset, per_rank: int, cfg: TrainConfig, rt: Runti
     sampler = ResumableSampler(len(dataset), per_rank, cfg.seed + 1, rt.world, rt.rank,
                                keyed=isinstance(dataset, FullImageCrops))
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
-                        drop_last=True, pin_memory=rt.device.type == "cuda")
+                        drop_last=True, pin_memory=rt.device.type == "cuda", collate_fn=collate_fn(dataset))
     for images, _ in loader:
         yield images.to(rt.device, non_blocking=True)
 

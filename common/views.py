@@ -18,7 +18,9 @@ Each op has `sample(batch, height, width, generator) -> dict of tensors` (all th
 Pre-cropped input: for image folders the loader cuts each view's crop from the whole file
 (`common.data.crops`) and hands over uint8 (B, K, 3, S, S), one crop per view slot; a method calls
 `views[k](images, generator, slot=k)`, and the pipeline then takes slot k and skips its geometric
-first op (`ViewPipeline.geometry`), which already ran. Plain (B, 3, H, W) images ignore `slot`.
+first op (`ViewPipeline.geometry`), which already ran. A float (B, K, 3, S, S) batch holds views
+the loader finished (CPU training): slot k is returned as it is. Plain (B, 3, H, W) images ignore
+`slot`.
 
 Definitions follow torchvision's tensor functionals (transforms.v2.functional):
 - RandomResizedCrop: torchvision's box sampler (area fraction uniform in `scale`, aspect ratio
@@ -519,25 +521,35 @@ class ColorJitter(ViewOp):
     @classmethod
     def _blend_slot(cls, x: Tensor, op: Tensor, factors: Tensor) -> Tensor:
         """Brightness, contrast or saturation, whichever `op` names for each sample (-1: none).
-        All three blend x with a target: black, the mean gray, the gray image."""
-        f = torch.where(op >= 0, factors.gather(1, op.clamp(min=0)[:, None]).squeeze(1), torch.ones_like(factors[:, 0]))
-        gray = rgb_to_grayscale(x)
+        All three blend x with a target: black, the mean gray, the gray image. Only the samples
+        with an op in this slot are computed (each sample has its three in six slots)."""
+        rows = (op >= 0).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return x
+        y, op = x.index_select(0, rows), op.index_select(0, rows)
+        f = factors.index_select(0, rows).gather(1, op[:, None]).squeeze(1)
+        gray = rgb_to_grayscale(y)
         mean_gray = gray.mean(dim=(1, 2, 3), keepdim=True)
         op = _per_sample(op)
         target = gray * (op == cls.SATURATION) + mean_gray * (op == cls.CONTRAST)  # brightness: black
-        return blend(x, target, f)
+        return x.index_copy(0, rows, blend(y, target, f))
 
     def apply(self, images, params):
+        """The jitter of the samples it applies to (`apply`, probability p), the others unchanged."""
+        rows = params["apply"].nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return images
         factors = torch.stack([params["brightness"], params["contrast"], params["saturation"]], dim=1)
-        before, after = self.schedule(params["order"])
-        x = images
+        factors = factors.index_select(0, rows)
+        before, after = self.schedule(params["order"].index_select(0, rows))
+        x = images.index_select(0, rows)
         for slot in range(3):
             x = self._blend_slot(x, before[:, slot], factors)
         if self.hue > 0:
-            x = adjust_hue(x, params["hue"])
+            x = adjust_hue(x, params["hue"].index_select(0, rows))
         for slot in range(3):
             x = self._blend_slot(x, after[:, slot], factors)
-        return torch.where(_per_sample(params["apply"]), x, images)
+        return images.index_copy(0, rows, x)
 
 
 class RandomGrayscale(ViewOp):
@@ -767,6 +779,8 @@ class ViewPipeline:
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None,
                  part: tuple[int, int] | None = None, slot: int | None = None) -> Tensor:
+        if images.dim() == 5 and images.is_floating_point():  # views the loader already finished
+            return self._precropped(images, slot)
         return self.normalize(self.augment(images, generator, part, slot))
 
     def __repr__(self) -> str:

@@ -21,7 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from common.data.crops import training_source
+from common.data.crops import collate_fn, training_source
 from common.features import rank_world
 
 
@@ -70,7 +70,7 @@ def epoch_batches(dataset: Dataset, order: Sequence[int], batch_size: int, devic
     rank, world = rank_world()
     rows = _Rows(order, batch_size, rank, world)
     loader = iter(DataLoader(dataset, batch_sampler=rows, num_workers=num_workers,
-                             pin_memory=device.type == "cuda"))
+                             pin_memory=device.type == "cuda", collate_fn=collate_fn(dataset)))
     shape = None
     for total, start, block in rows.blocks:
         if block:

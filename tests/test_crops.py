@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
 from common.data import build_dataset
-from common.data.crops import Box, FullImageCrops, decode_crops, draft_request, Slot, training_source
+from common.data.crops import (VIEWS_SALT, Box, FullImageCrops, Slot, decode_crops, draft_request, item_seed,
+                               training_source)
 from common.engine import train
 from common.errors import ConfigError
 from common.sampler import ResumableSampler
@@ -93,9 +94,32 @@ def test_crops_depend_on_seed_epoch_and_item_only_not_on_the_workers(tmp_path):
     for workers in (0, 2):
         sampler = ResumableSampler(len(crops), 4, seed=0, keyed=True)
         sampler.set_epoch(1)
-        batches[workers] = [b[0] for b in DataLoader(crops, batch_size=4, sampler=sampler, num_workers=workers)]
+        batches[workers] = [b[0] for b in DataLoader(crops, batch_size=4, sampler=sampler, num_workers=workers,
+                                                     collate_fn=crops.collate)]
     assert len(batches[0]) == 3 and batches[0][0].shape == (4, 2, 3, 32, 32)
     assert all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))
+
+
+def test_views_finished_in_the_loader_are_the_pipelines_views_of_the_crops(tmp_path):
+    data = build_dataset("imagefolder", make_folder(tmp_path, count=6, fmt="jpg"), "train")
+    views = list(build_views("simclr", 32, blur=True))
+    crops = FullImageCrops(data, views, seed=1)
+    finished = FullImageCrops(data, views, seed=1, finish_views=True)
+    items = [crops[(i, 0)] for i in (4, 1, 3)]
+    raw, labels = crops.collate(items)
+    done, same_labels = finished.collate(items)
+    assert done.dtype == torch.float32 and done.shape == (3, 2, 3, 32, 32) and torch.equal(labels, same_labels)
+    assert torch.equal(done, finished.collate(items)[0])  # a batch's views: seeded by its first item
+    assert not torch.equal(done[:, 0], done[:, 1])
+    g = torch.Generator().manual_seed(item_seed(1, 0, 4) ^ VIEWS_SALT)  # the batch's generator
+    for k, view in enumerate(views):
+        assert torch.equal(done[:, k], view(raw, g, slot=k))  # the pipeline's view of slot k's crops
+        assert torch.equal(view(done, None, slot=k), done[:, k])  # the method takes them as they are
+    sampler = ResumableSampler(len(finished), 3, seed=0, keyed=True)
+    loaded = [b[0] for b in DataLoader(finished, batch_size=3, sampler=sampler, num_workers=2,
+                                       collate_fn=finished.collate)]
+    inline = [b[0] for b in DataLoader(finished, batch_size=3, sampler=sampler, collate_fn=finished.collate)]
+    assert all(torch.equal(a, b) for a, b in zip(loaded, inline))
 
 
 def test_views_take_their_own_slot_and_skip_only_the_geometry(tmp_path):

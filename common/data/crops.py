@@ -113,6 +113,9 @@ def decode_crops(path: Path, slots: list[Slot], generator: torch.Generator) -> t
     return torch.stack(crops)
 
 
+VIEWS_SALT = 0x5EED_F00D  # keeps the views' generator of a batch apart from its first item's crops
+
+
 def item_seed(seed: int, epoch: int, index: int) -> int:
     """A generator seed per (run seed, epoch, item): distinct for every triple in practice."""
     return ((seed * 1_000_003 + epoch) * 2_147_483_647 + index) % (2 ** 63 - 1)
@@ -120,9 +123,13 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 
 class FullImageCrops(Dataset):
     """A file data set (`samples`: (path, label) pairs) as pre-cropped view slots: item
-    (index, epoch) -> (uint8 (K, 3, S, S), label)."""
+    (index, epoch) -> (uint8 (K, 3, S, S), label, index). Read it with `collate_fn=self.collate`:
+    batches of uint8 (B, K, 3, S, S) crops, or with `finish_views` the finished views, float32
+    (B, K, 3, S, S) normalized, each slot's remaining ops run in the loader worker (CPU training:
+    there the worker processes run beside the training step, where the training process would
+    run them after it; views drawn from a generator per batch, seeded by its first item)."""
 
-    def __init__(self, dataset: Dataset, pipelines: list[ViewPipeline], seed: int):
+    def __init__(self, dataset: Dataset, pipelines: list[ViewPipeline], seed: int, finish_views: bool = False):
         files = image_files(dataset)
         if files is None:
             raise ConfigError(f"crops: full needs a data set of image files; {getattr(dataset, 'name', dataset)!r} "
@@ -133,17 +140,27 @@ class FullImageCrops(Dataset):
         self.slots = [Slot(p, load_size) for p in pipelines]
         if len({s.size for s in self.slots}) != 1:
             raise ConfigError(f"crops: full needs views of one size; this method's are {[s.size for s in self.slots]}")
-        self.samples, self.seed = files, seed
+        self.samples, self.seed, self.pipelines, self.finish_views = files, seed, list(pipelines), finish_views
         self.num_classes = getattr(_base(dataset), "num_classes", None)
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, tuple[int, int]]:
         index, epoch = key
         path, label = self.samples[index]
         generator = torch.Generator().manual_seed(item_seed(self.seed, epoch, index))
-        return decode_crops(path, self.slots, generator), label
+        return decode_crops(path, self.slots, generator), label, key
+
+    def collate(self, items: list) -> tuple[torch.Tensor, torch.Tensor]:
+        crops = torch.stack([item[0] for item in items])
+        labels = torch.as_tensor([item[1] for item in items])
+        if not self.finish_views or not items:
+            return crops, labels
+        index, epoch = items[0][2]
+        generator = torch.Generator().manual_seed(item_seed(self.seed, epoch, index) ^ VIEWS_SALT)
+        views = [pipe(crops, generator, slot=k) for k, pipe in enumerate(self.pipelines)]
+        return torch.stack(views, dim=1), labels
 
 
 def _base(dataset: Dataset) -> Dataset:
@@ -164,7 +181,15 @@ def crop_mode(dataset: Dataset) -> str:
     return getattr(_base(dataset), "crops", "square")
 
 
-def training_source(dataset: Dataset, view_slots: list[ViewPipeline], seed: int) -> Dataset:
+def training_source(dataset: Dataset, view_slots: list[ViewPipeline], seed: int,
+                    finish_views: bool = False) -> Dataset:
     """What a pretraining loop reads: `FullImageCrops` of a data set that asks for full-image crops
     (one slot per view pipeline the method calls), the data set itself otherwise."""
-    return FullImageCrops(dataset, view_slots, seed) if crop_mode(dataset) == "full" else dataset
+    if crop_mode(dataset) != "full":
+        return dataset
+    return FullImageCrops(dataset, view_slots, seed, finish_views)
+
+
+def collate_fn(dataset: Dataset):
+    """The DataLoader collate of a training source (None: PyTorch's default)."""
+    return dataset.collate if isinstance(dataset, FullImageCrops) else None
