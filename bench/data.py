@@ -46,6 +46,7 @@ import torchvision  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 
+from bench.jpegs import write_folder  # noqa: E402
 from common.data import build_dataset  # noqa: E402
 from common.data.crops import collate_fn, training_source  # noqa: E402
 from common.sampler import ResumableSampler  # noqa: E402
@@ -55,20 +56,9 @@ from eval.features import TransformSpec  # noqa: E402
 
 
 def make_folder(root: Path, count: int, classes: int = 10) -> Path:
-    """`count` JPEGs of 500 x 375 under root/train/<class>/ (kept: a second run reuses them)."""
-    from PIL import Image
-
-    split = root / "train"
-    if split.is_dir() and sum(1 for _ in split.rglob("*.jpg")) == count:
-        return root
-    g = torch.Generator().manual_seed(0)
-    for i in range(count):
-        folder = split / f"c{i % classes:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        low = torch.rand(3, 25, 33, generator=g)
-        img = torch.nn.functional.interpolate(low[None], size=(375, 500), mode="bilinear")[0]
-        Image.fromarray((img * 255).byte().permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.jpg", quality=90)
-    return root
+    """`count` JPEGs of 500 x 375 (rounded down to whole classes) under root/train/<class>/
+    (bench/jpegs.py; a second run reuses them)."""
+    return write_folder(root, {"train": count // classes}, 375, 500, classes)
 
 
 class TwoCrops:

@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from bench.jpegs import write_folder  # noqa: E402
 from common import runs  # noqa: E402
 from common.config import load_params  # noqa: E402
 
@@ -79,22 +80,9 @@ def settings(tiny: bool, steps: int, batch: int) -> Settings:
 # --------------------------------------------------------------------------------------------
 
 def make_folder(root: Path, s: Settings, classes: int = 10) -> Path:
-    """An image folder (<split>/<class>/<image>.jpg) of smooth random pictures, 4:3 at s.image px
-    high: decoding them costs what decoding ImageNet photos of that size costs."""
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(0)
-    h, w = s.image, s.image * 4 // 3
-    for split, count in (("train", s.per_class), ("val", max(2, s.per_class // 4))):
-        for c in range(classes):
-            folder = root / split / f"c{c:02d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                low = torch.rand(3, h // 16 + 1, w // 16 + 1, generator=g)
-                img = torch.nn.functional.interpolate(low[None], size=(h, w), mode="bilinear")[0]
-                img = (img * 255).byte().permute(1, 2, 0).numpy()
-                Image.fromarray(img).save(folder / f"{i:04d}.jpg", quality=90)
-    return root
+    """An image folder (<split>/<class>/<image>.jpg), 4:3 pictures s.image px high (bench/jpegs.py)."""
+    return write_folder(root, {"train": s.per_class, "val": max(2, s.per_class // 4)}, s.image, s.image * 4 // 3,
+                        classes)
 
 
 def teacher_file(path: Path) -> Path:
