@@ -10,6 +10,9 @@ Outputs, under ``out_dir``:
   ``encoder.pt``     the method's encoder state dict plus the caller's ``encoder_meta`` (how to
                      rebuild it) and the input normalization it trained with, written at the end
                      (``common.runs.write_encoder``);
+  ``encoder-e<N>.pt`` the encoder after N epochs' worth of optimizer steps, for every N in
+                     ``snapshot_epochs`` before the last (accuracy over epochs; the methods'
+                     ``finish_training``, e.g. CQ's BatchNorm re-estimation, runs on encoder.pt only);
   ``metrics.json``   status ('ok' or 'diverged'), step, final loss, online accuracy, seconds,
                      provenance (git commit, params hash, dataset, profile, device);
   ``dvclive/``       curves: loss, lr, images/s, online accuracy, gradient norms per group
@@ -85,6 +88,8 @@ _FIELD_RULES = (
      "two numbers in [0, 1)"),
     (("milestones",), lambda v: isinstance(v, (list, tuple)) and all(_is_int(m) and m >= 0 for m in v),
      "a list of integers >= 0"),
+    (("snapshot_epochs",), lambda v: isinstance(v, (list, tuple)) and all(_is_int(e) and e >= 1 for e in v),
+     "a list of integers >= 1"),
     (("optimizer", "schedule", "device", "amp", "channels_last"), lambda v: isinstance(v, str), "a name"),
 )
 
@@ -117,6 +122,8 @@ class TrainConfig:
     channels_last: str = "auto"  # auto (on GPU) | on | off
     sync_bn: bool = False
     ckpt_every: int = 100
+    # encoder-e<epoch>.pt after these epochs (common.runs.snapshot_file), for accuracy over epochs
+    snapshot_epochs: Sequence[int] = ()
     log_every: int = 10
     online_lr: float = 0.1  # the online linear classifier's own lr
     num_classes: int | None = None  # online classifier's classes (None: no online probe)
@@ -133,6 +140,7 @@ class TrainConfig:
                     raise ConfigError(f"train.{name}: expected {expected}, got {value!r}")
         self.betas = tuple(self.betas)
         self.milestones = tuple(self.milestones)
+        self.snapshot_epochs = tuple(self.snapshot_epochs)
         if (self.steps is None) == (self.epochs is None):
             raise ConfigError("train: give exactly one of steps or epochs")
         for name, allowed in (("amp", ("auto", "bf16", "off")), ("channels_last", ("auto", "on", "off")),
@@ -286,6 +294,7 @@ class _Setup:
     per_rank: int
     total: int
     micro_per_epoch: int
+    snapshots: dict[int, int]  # optimizer step -> the epoch whose encoder snapshot it writes
 
 
 def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _Setup:
@@ -321,8 +330,9 @@ def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _
                         # workers live across epochs: restarting them each epoch cost most of the
                         # time of a short epoch on a GPU (reports/gpu)
                         persistent_workers=cfg.num_workers > 0)
+    snapshots = {epoch * steps_per_epoch: epoch for epoch in cfg.snapshot_epochs if epoch * steps_per_epoch < total}
     return _Setup(model, ddp, optimizer, schedule, sampler, loader, generator, per_rank, total,
-                  sampler.batches_per_epoch)
+                  sampler.batches_per_epoch, snapshots)
 
 
 def _resume(run: _Setup, path: Path, phash: str, rt: Runtime) -> RunState | None:
@@ -362,8 +372,13 @@ class _Checkpoints:
                          "state": asdict(state), "rng": rngs, "params_hash": self.phash,
                          "world": rt.world}, self.out_dir / CHECKPOINT)
         if final:
+            self.encoder(ENCODER)
+
+    def encoder(self, name: str) -> None:
+        """The method's encoder as it is now, as `name` in the run folder (rank 0 writes)."""
+        if self.rt.main:
             norm = self.method.input_norm()
-            runs.write_encoder(self.out_dir / ENCODER, {**self.encoder_meta, **({"norm": norm} if norm else {})},
+            runs.write_encoder(self.out_dir / name, {**self.encoder_meta, **({"norm": norm} if norm else {})},
                                self.method.encoder_state_dict())
 
 
@@ -441,6 +456,8 @@ def _loop(run: _Setup, method: Method, cfg: TrainConfig, rt: Runtime, state: Run
                 continue
             if not _optimizer_step(run, method, cfg, rt, state, method_loss, logs, window, logger):
                 break
+            if state.step in run.snapshots:  # the last epoch's encoder is encoder.pt itself
+                checkpoints.encoder(runs.snapshot_file(run.snapshots[state.step]))
             for cb in callbacks:
                 cb(state.step, state)
             if state.step % cfg.ckpt_every == 0 and state.step < run.total:

@@ -44,6 +44,11 @@ from common.errors import ConfigError
 RUNS = Path("runs")
 EVAL = RUNS / "eval"
 ENCODER, METRICS, CHECKPOINT = "encoder.pt", "metrics.json", "checkpoint.pt"
+
+
+def snapshot_file(epoch: int) -> str:
+    """The encoder as it was after `epoch` epochs (`train.snapshot_epochs`), beside encoder.pt."""
+    return f"encoder-e{epoch}.pt"
 STAGE1 = "stage1"  # a two-stage baseline's first stage, inside its run folder (burn.two_stage)
 # The statuses a metrics.json records, shared by every reader: a pretraining run ends "ok" or
 # "diverged"; an evaluation of a diverged run is NOT_RUN_DIVERGED instead of a number.

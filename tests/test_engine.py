@@ -229,3 +229,25 @@ def test_a_checkpoint_resumes_onto_the_cpu_whatever_the_run_device(tmp_path):
     ckpt = _check_resume(path, "h", rt)
     assert ckpt["rng"].device.type == "cpu" and ckpt["rng"].dtype == torch.uint8
     torch.Generator().set_state(ckpt["rng"])
+
+
+def test_snapshots_are_the_encoder_after_those_epochs(tmp_path):
+    data = tiny_dataset()  # 64 images, batch 16: 4 steps per epoch
+    method, at_step_8 = tiny_simclr(), {}
+
+    def keep(step, state):
+        if step == 8:
+            at_step_8.update({k: v.clone() for k, v in method.encoder_state_dict().items()})
+
+    cfg = tiny_config(steps=12, snapshot_epochs=[1, 2, 3, 5])
+    assert train(method, data, cfg, tmp_path / "run", callbacks=[keep])["status"] == "ok"
+    files = sorted(p.name for p in (tmp_path / "run").glob("encoder*.pt"))
+    assert files == ["encoder-e1.pt", "encoder-e2.pt", "encoder.pt"]  # epoch 3 is encoder.pt, 5 never comes
+    snapshot = load_checkpoint(tmp_path / "run" / "encoder-e2.pt")
+    final = load_checkpoint(tmp_path / "run" / ENCODER)
+    assert {k: v for k, v in snapshot.items() if k != "state_dict"} == {k: v for k, v in final.items() if k != "state_dict"}
+    assert snapshot["state_dict"].keys() == at_step_8.keys()
+    assert all(torch.equal(snapshot["state_dict"][k], v) for k, v in at_step_8.items())
+    assert not all(torch.equal(final["state_dict"][k], v) for k, v in at_step_8.items())
+    with pytest.raises(ConfigError, match="snapshot_epochs"):
+        tiny_config(snapshot_epochs=[0])
