@@ -16,7 +16,10 @@ settings for binary networks, given in the profile), simclrv2, infomin). Everyth
 ``burn`` section of the parameter file (default params.yaml) with ``key.sub=value`` overrides:
 ``dataset``, ``backbone_options.<backbone>``, ``views.<method>`` (a recipe of
 ``common.views.build_views`` plus its options), ``methods.<method>`` (constructor arguments),
-``variants.<name>`` (BURN's named configurations, merged over ``methods.burn``), ``train`` (the
+``variants.<name>`` (BURN's named configurations, merged over ``methods.burn``),
+``baseline_variants.<method>.<name>`` (named configurations of a baseline, ``--variant <name>``:
+``views`` names another entry of ``views``, every other key is merged over ``methods.<method>``;
+e.g. BURN Appendix B.1's InfoMin with weaker views or fewer negatives), ``train`` (the
 engine's TrainConfig, with ``train_by_method.<method>`` merged over it) and
 ``teacher.train`` (settings merged last for the run started with ``--as-teacher``, the FP
 teacher; with ``teacher.file`` set, that run imports the file instead of training), ``teacher_file_backbone`` (the architecture of a torchvision / MoCo v2 teacher file; this
@@ -74,14 +77,25 @@ def views_for(cfg: dict, method: str):
     return build_views(recipe, **options)
 
 
-def method_kwargs(cfg: dict, method: str, variant: str | None) -> dict:
+def method_kwargs(cfg: dict, method: str, variant: str | None) -> tuple[str, dict]:
+    """(the key of ``views`` the run uses, the method's constructor arguments) for a method and
+    its named configuration, if any: ``variants`` for BURN, ``baseline_variants.<method>`` else."""
     kwargs = dict(cfg.get("methods", {}).get(method) or {})
     if method == "burn":
         variants = cfg.get("variants") or {}
         if variant not in variants:
             raise ConfigError(f"--variant {variant!r}: expected one of {sorted(variants)} (burn.variants)")
         kwargs.update(variants[variant] or {})
-    return kwargs
+        return method, kwargs
+    if variant is None:
+        return method, kwargs
+    variants = (cfg.get("baseline_variants") or {}).get(method) or {}
+    if variant not in variants:
+        raise ConfigError(f"--variant {variant!r}: expected one of {sorted(variants)} (burn.baseline_variants.{method})")
+    spec = dict(variants[variant] or {})
+    views = spec.pop("views", method)
+    kwargs.update(spec)
+    return views, kwargs
 
 
 def build_student(cfg: dict, backbone_name: str) -> tuple[torch.nn.Module, dict]:
@@ -104,8 +118,6 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
         raise ConfigError(f"--teacher: {'required' if teacher is None else 'not used'} for --method {method}")
     if init is not None and stage != 2:
         raise ConfigError("--init: only for a stage-2 run (--stage 2), from stage 1's run")
-    if variant is not None and method != "burn":
-        raise ConfigError(f"--variant: only for --method burn, not {method}")
     torch.manual_seed(seed_of(params))  # same initial student for every method
     student, backbone_kwargs = build_student(cfg, backbone_name)
     binary = bool(binary_convs(student))
@@ -117,8 +129,8 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
         stage = 2
     if binary:
         set_binary_stage(student, stage)  # validates the value
-    views = views_for(cfg, method)
-    kwargs = method_kwargs(cfg, method, variant or "burn")
+    views_key, kwargs = method_kwargs(cfg, method, (variant or "burn") if method == "burn" else variant)
+    views = views_for(cfg, views_key)
     facts = {"backbone": backbone_name, "backbone_kwargs": backbone_kwargs, "method": method,
              "binary_stage": stage if binary else None}
     if method == "burn":
@@ -130,6 +142,8 @@ def build_method(params: dict, method: str, backbone_name: str, stage: int | Non
         if init is not None:
             facts["init"] = model.init_from_stage1(init)
         return model, facts
+    if variant is not None:
+        facts["variant"] = variant
     if method == "s2bnn":
         trunk, info = load_teacher(cfg, teacher)
         model = S2BNN(student, trunk, load_fp_head(teacher), views, stage=stage, **kwargs)
@@ -238,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backbone", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--stage", type=int, choices=(1, 2), default=None)
-    parser.add_argument("--variant", default=None, help="BURN configuration in burn.variants (default: burn)")
+    parser.add_argument("--variant", default=None, help="BURN configuration in burn.variants (default: burn), or a "
+                        "baseline's in burn.baseline_variants.<method>")
     parser.add_argument("--teacher", default=None, help="FP teacher: run folder, encoder.pt, MoCo v2 or torchvision file")
     parser.add_argument("--init", default=None, help="BURN stage 2: stage 1's run folder or checkpoint.pt")
     parser.add_argument("--as-teacher", action="store_true",

@@ -12,6 +12,7 @@ from common.backbones import build_backbone
 from common.binary import get_binary_stage, set_binary_stage
 from common.checkpoint import load_checkpoint
 from common.engine import load_encoder, train
+from common.errors import ConfigError
 from common.methods.supervised import Supervised
 from common.views import build_views
 from tests.engine_fixtures import tiny_config
@@ -121,3 +122,20 @@ def test_a_two_stage_baseline_trains_stage_1_then_stage_2_from_everything_it_tra
     capsys.readouterr()
     assert cli("--method", "mocov2_tuned", "--backbone", "reactnet_a", "--stage", 1, "--out", tmp_path / "bad", *two) == 2
     assert "burn.two_stage" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_a_baseline_variant_takes_its_views_and_settings_from_the_profile():
+    from burn.pretrain import build_method
+    from common.config import load_params
+
+    params = load_params("params.yaml", [*SMALL, "burn.baseline_variants={infomin: {weak_views: {views: simclrv2}, "
+                                                 "fewer_negatives: {num_negatives: 32}}}"])
+    plain, facts = build_method(params, "infomin", "reactnet_a", None, None, None, None, 2)
+    weak, weak_facts = build_method(params, "infomin", "reactnet_a", None, None, None, "weak_views", 2)
+    fewer, _ = build_method(params, "infomin", "reactnet_a", None, None, None, "fewer_negatives", 2)
+    infomin_ops = [type(op).__name__ for op in plain.views[0].ops]
+    assert "RandAugment" in infomin_ops and "RandAugment" not in [type(op).__name__ for op in weak.views[0].ops]
+    assert weak_facts["variant"] == "weak_views" and "variant" not in facts
+    assert fewer.num_negatives == 32 and plain.num_negatives == params["burn"]["methods"]["infomin"]["num_negatives"]
+    with pytest.raises(ConfigError, match="baseline_variants.infomin"):
+        build_method(params, "infomin", "reactnet_a", None, None, None, "unknown", 2)
