@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
 from common.data import build_dataset
-from common.data.crops import (VIEWS_SALT, Box, FullImageCrops, Slot, decode_crops, draft_request, item_seed,
+from common.data.crops import (VIEW_CHUNK, VIEWS_SALT, Box, FullImageCrops, Slot, decode_crops, draft_request, item_seed,
                                training_source)
 from common.engine import train
 from common.errors import ConfigError
@@ -105,15 +105,16 @@ def test_views_finished_in_the_loader_are_the_pipelines_views_of_the_crops(tmp_p
     views = list(build_views("simclr", 32, blur=True))
     crops = FullImageCrops(data, views, seed=1)
     finished = FullImageCrops(data, views, seed=1, finish_views=True)
-    items = [crops[(i, 0)] for i in (4, 1, 3)]
+    items = [crops[(i, 0)] for i in (4, 1, 3, 0, 5, 2)]  # more than one chunk of VIEW_CHUNK images
     raw, labels = crops.collate(items)
     done, same_labels = finished.collate(items)
-    assert done.dtype == torch.float32 and done.shape == (3, 2, 3, 32, 32) and torch.equal(labels, same_labels)
+    assert done.dtype == torch.float32 and done.shape == (6, 2, 3, 32, 32) and torch.equal(labels, same_labels)
     assert torch.equal(done, finished.collate(items)[0])  # a batch's views: seeded by its first item
     assert not torch.equal(done[:, 0], done[:, 1])
     g = torch.Generator().manual_seed(item_seed(1, 0, 4) ^ VIEWS_SALT)  # the batch's generator
-    for k, view in enumerate(views):
-        assert torch.equal(done[:, k], view(raw, g, slot=k))  # the pipeline's view of slot k's crops
+    for k, view in enumerate(views):  # the pipeline's view of slot k's crops, chunk by chunk
+        want = torch.cat([view(raw[i:i + VIEW_CHUNK], g, slot=k) for i in range(0, 6, VIEW_CHUNK)])
+        assert torch.equal(done[:, k], want)
         assert torch.equal(view(done, None, slot=k), done[:, k])  # the method takes them as they are
     sampler = ResumableSampler(len(finished), 3, seed=0, keyed=True)
     loaded = [b[0] for b in DataLoader(finished, batch_size=3, sampler=sampler, num_workers=2,

@@ -113,6 +113,7 @@ def decode_crops(path: Path, slots: list[Slot], generator: torch.Generator) -> t
     return torch.stack(crops)
 
 
+VIEW_CHUNK = 4  # images per call of a view pipeline in a loader worker
 VIEWS_SALT = 0x5EED_F00D  # keeps the views' generator of a batch apart from its first item's crops
 
 
@@ -159,7 +160,9 @@ class FullImageCrops(Dataset):
             return crops, labels
         index, epoch = items[0][2]
         generator = torch.Generator().manual_seed(item_seed(self.seed, epoch, index) ^ VIEWS_SALT)
-        views = [pipe(crops, generator, slot=k) for k, pipe in enumerate(self.pipelines)]
+        # a few images at a time: each op then works on data that stays in the CPU's cache
+        views = [torch.cat([pipe(crops[i:i + VIEW_CHUNK], generator, slot=k) for i in range(0, len(crops), VIEW_CHUNK)])
+                 for k, pipe in enumerate(self.pipelines)]
         return torch.stack(views, dim=1), labels
 
 
