@@ -297,14 +297,26 @@ class _Setup:
     snapshots: dict[int, int]  # optimizer step -> the epoch whose encoder snapshot it writes
 
 
+def _sampler(dataset: Dataset, per_rank: int, seed: int, rt: Runtime) -> ResumableSampler:
+    # full-image crops are keyed by (image, epoch), so the sampler hands both to the data set
+    return ResumableSampler(len(dataset), per_rank, seed, rt.world, rt.rank,
+                            keyed=isinstance(dataset, FullImageCrops))
+
+
+def _loader(dataset: Dataset, sampler: ResumableSampler, cfg: TrainConfig, rt: Runtime,
+            persistent_workers: bool = False) -> DataLoader:
+    return DataLoader(dataset, batch_size=sampler.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                      drop_last=True, pin_memory=rt.device.type == "cuda", collate_fn=collate_fn(dataset),
+                      persistent_workers=persistent_workers)
+
+
 def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _Setup:
     per_rank = cfg.batch_size // (rt.world * cfg.accum_steps)
     if per_rank * rt.world * cfg.accum_steps != cfg.batch_size:
         raise ConfigError(f"train.batch_size: {cfg.batch_size} is not divisible by "
                           f"{rt.world} processes x {cfg.accum_steps} accumulation steps")
     torch.manual_seed(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts them)
-    sampler = ResumableSampler(len(dataset), per_rank, cfg.seed, rt.world, rt.rank,
-                               keyed=isinstance(dataset, FullImageCrops))
+    sampler = _sampler(dataset, per_rank, cfg.seed, rt)
     steps_per_epoch = max(1, sampler.batches_per_epoch // cfg.accum_steps)
     total = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * steps_per_epoch))
     warmup = cfg.warmup_steps or round(cfg.warmup_epochs * steps_per_epoch)
@@ -325,11 +337,9 @@ def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _
     ddp = (DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
            if rt.world > 1 else model)
     generator = torch.Generator(device=rt.device).manual_seed(cfg.seed * 1000 + rt.rank)
-    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
-                        drop_last=True, pin_memory=rt.device.type == "cuda", collate_fn=collate_fn(dataset),
-                        # workers live across epochs: restarting them each epoch cost most of the
-                        # time of a short epoch on a GPU (reports/gpu)
-                        persistent_workers=cfg.num_workers > 0)
+    # workers live across epochs: restarting them each epoch cost most of the time of a short epoch
+    # on a GPU (reports/gpu)
+    loader = _loader(dataset, sampler, cfg, rt, persistent_workers=cfg.num_workers > 0)
     snapshots = {epoch * steps_per_epoch: epoch for epoch in cfg.snapshot_epochs if epoch * steps_per_epoch < total}
     return _Setup(model, ddp, optimizer, schedule, sampler, loader, generator, per_rank, total,
                   sampler.batches_per_epoch, snapshots)
@@ -525,11 +535,8 @@ FINISH_SEED = 500_009  # keeps the views of finish_training apart from the train
 def _finish_batches(dataset: Dataset, per_rank: int, cfg: TrainConfig, rt: Runtime):
     """Training batches for ``Method.finish_training``: a fixed order of their own (seed + 1), so a
     rerun of a finished run, or a resumed one, gives the same batches."""
-    sampler = ResumableSampler(len(dataset), per_rank, cfg.seed + 1, rt.world, rt.rank,
-                               keyed=isinstance(dataset, FullImageCrops))
-    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
-                        drop_last=True, pin_memory=rt.device.type == "cuda", collate_fn=collate_fn(dataset))
-    for images, _ in loader:
+    sampler = _sampler(dataset, per_rank, cfg.seed + 1, rt)
+    for images, _ in _loader(dataset, sampler, cfg, rt):
         yield images.to(rt.device, non_blocking=True)
 
 

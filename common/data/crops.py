@@ -41,7 +41,6 @@ from common.data.decode import DEFAULT_LOAD_SIZE, to_uint8_chw
 from common.errors import ConfigError
 from common.views import RandomResizedCrop, ViewPipeline
 
-CROP_MODES = ("full", "square")  # full: this module; square: crops from the stored centre square
 RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 

@@ -25,6 +25,9 @@ from torch.utils.data import Dataset
 from common.data.decode import DEFAULT_LOAD_SIZE, check_load_size, load_square, require_root
 from common.errors import ConfigError
 
+# where SSL crops come from: full, the whole decoded file (common/data/crops.py); square, the stored
+# centre square (the labelled older option)
+CROP_MODES = ("full", "square")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
                     ".gif")
 
@@ -37,7 +40,7 @@ class ImageFolder(Dataset):
     def __init__(self, root: str | Path | None, split: str = "train",
                  load_size: int = DEFAULT_LOAD_SIZE, crops: str = "full"):
         self.load_size = check_load_size(load_size, self.name)
-        if crops not in ("full", "square"):
+        if crops not in CROP_MODES:
             raise ConfigError(f"{self.name} crops={crops!r}: expected full (SSL crops from the whole image) or square")
         self.crops = crops
         base = require_root(root, self.name, "a folder with <split>/<class>/<image> inside")
