@@ -9,6 +9,7 @@ and the FP teacher.
     python -m burn.pretrain --method s2bnn --backbone reactnet_a --teacher TEACHER --out DIR
     python -m burn.pretrain --method mocov2 --backbone resnet18 --out DIR      # the FP teacher
     python -m burn.pretrain --method byol --backbone reactnet_a --out DIR      # a baseline
+    python -m burn.pretrain --appendix infomin-weak_views-reactnet_a --out DIR  # BURN App. B.1
 
 Methods: burn, s2bnn (``burn.s2bnn``) and every registered base method
 (``common.methods.registry``: supervised, byol, swav, mocov2, mocov2_tuned (MoCo v2 with S2-BNN's
@@ -22,7 +23,8 @@ settings for binary networks, given in the profile), simclrv2, infomin). Everyth
 e.g. BURN Appendix B.1's InfoMin with weaker views or fewer negatives), ``train`` (the
 engine's TrainConfig, with ``train_by_method.<method>`` merged over it) and
 ``teacher.train`` (settings merged last for the run started with ``--as-teacher``, the FP
-teacher; with ``teacher.file`` set, that run imports the file instead of training), ``teacher_file_backbone`` (the architecture of a torchvision / MoCo v2 teacher file; this
+teacher; with ``teacher.file`` set, that run imports the file instead of training),
+``appendix.train`` (settings merged last for an ``--appendix`` run), ``teacher_file_backbone`` (the architecture of a torchvision / MoCo v2 teacher file; this
 project's encoder.pt says its own).
 
 --stage: the binary stage of a binary backbone (1: binary activations, FP weights; 2: fully
@@ -30,6 +32,10 @@ binary). BURN needs it; stage 2 also needs --init (stage 1's run folder or check
 baselines default to 2 (one fully binary run); a baseline listed in ``burn.two_stage`` runs both
 stages in one call, as S2-BNN's recipe does (stage 1 in --out/stage1/, then stage 2 from all it
 trained into --out). An FP backbone (the teacher) takes no stage.
+--appendix <method>-<variant>-<backbone>: a run of BURN Appendix B.1 (an entry of
+``burn.appendix.runs``; variant ``base``: the method's own settings), in place of --method,
+--variant and --backbone: InfoMin with weaker views (Fig. 6) or fewer negatives, on ReActNet-A or
+ResNet-50 (Fig. 7).
 --teacher: BURN's and S2-BNN's FP teacher: a run folder / encoder.pt of this project, a MoCo v2
 checkpoint or a torchvision state dict (``burn.teacher``); a teacher run's folder holding s<seed>/
 folders gives the seed this run distils from (the teacher of its own seed, else the first of
@@ -206,7 +212,7 @@ def resolve_teacher(params: dict, teacher: str | None) -> str | None:
 
 def run(params: dict, method: str, backbone_name: str, out: str, stage: int | None = None,
         teacher: str | None = None, init: str | None = None, variant: str | None = None,
-        as_teacher: bool = False) -> dict:
+        as_teacher: bool = False, appendix: bool = False) -> dict:
     cfg = section(params, "burn")
     teacher = resolve_teacher(params, teacher)
     if as_teacher and (cfg.get("teacher") or {}).get("file"):
@@ -215,21 +221,24 @@ def run(params: dict, method: str, backbone_name: str, out: str, stage: int | No
         if stage is not None or init is not None:
             raise ConfigError(f"--stage / --init: {method} is in burn.two_stage, which runs both stages itself")
         first = Path(out) / runs.STAGE1
-        stage1 = run_stage(params, method, backbone_name, str(first), 1, teacher, None, variant, False)
-        final = run_stage(params, method, backbone_name, out, 2, teacher, str(first), variant, False)
+        stage1 = run_stage(params, method, backbone_name, str(first), 1, teacher, None, variant, False, appendix)
+        final = run_stage(params, method, backbone_name, out, 2, teacher, str(first), variant, False, appendix)
         final["stage1"] = {k: stage1.get(k) for k in ("status", "step", "seconds", "final_loss")}
         write_json(final, Path(out) / runs.METRICS)
         return final
-    return run_stage(params, method, backbone_name, out, stage, teacher, init, variant, as_teacher)
+    return run_stage(params, method, backbone_name, out, stage, teacher, init, variant, as_teacher, appendix)
 
 
 def run_stage(params: dict, method: str, backbone_name: str, out: str, stage: int | None,
-              teacher: str | None, init: str | None, variant: str | None, as_teacher: bool) -> dict:
+              teacher: str | None, init: str | None, variant: str | None, as_teacher: bool,
+              appendix: bool = False) -> dict:
     """One training run (one stage) of one method."""
     cfg = section(params, "burn")
     settings = train_settings(params, "burn", method)
     if as_teacher:  # the FP teacher may train longer than the binary runs of the same method
         settings.update((cfg.get("teacher") or {}).get("train") or {})
+    if appendix:  # e.g. Appendix B.1's epochs and the snapshots its Fig. 6 evaluates
+        settings.update((cfg.get("appendix") or {}).get("train") or {})
     train_cfg = TrainConfig.from_dict({"seed": seed_of(params), **settings}, where="burn.train")
     model, facts = build_method(params, method, backbone_name, stage, teacher, init, variant, train_cfg.steps)
     data = section(cfg, "dataset", where="burn")
@@ -248,8 +257,10 @@ def run_stage(params: dict, method: str, backbone_name: str, out: str, stage: in
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m burn.pretrain", description=__doc__.splitlines()[0])
-    parser.add_argument("--method", required=True, choices=methods())
-    parser.add_argument("--backbone", required=True)
+    parser.add_argument("--method", choices=methods())
+    parser.add_argument("--backbone")
+    parser.add_argument("--appendix", default=None, metavar="METHOD-VARIANT-BACKBONE",
+                        help="a run of burn.appendix.runs (BURN Appendix B.1), instead of --method/--variant/--backbone")
     parser.add_argument("--out", required=True)
     parser.add_argument("--stage", type=int, choices=(1, 2), default=None)
     parser.add_argument("--variant", default=None, help="BURN configuration in burn.variants (default: burn), or a "
@@ -262,13 +273,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("overrides", nargs="*", help="key.sub=value settings, e.g. burn.train.steps=100")
     args = parser.parse_args(argv)
+    if args.appendix is not None:
+        if args.method or args.backbone or args.variant:
+            raise ConfigError("--appendix names the method, variant and backbone; drop --method/--variant/--backbone")
+        args.method, args.variant, args.backbone = runs.appendix_parts(args.appendix)
+        if args.method not in registry.list_methods():
+            raise ConfigError(f"--appendix {args.appendix}: method {args.method!r} is not a base method "
+                              f"({', '.join(registry.list_methods())})")
+    elif not args.method or not args.backbone:
+        raise ConfigError("--method and --backbone are required (or --appendix)")
     for name in ("teacher", "init"):
         value = getattr(args, name)
         if value is not None and not Path(value).exists():
             raise ConfigError(f"--{name} {value}: not found")
     params = load_params(args.params, args.overrides)
     metrics = run(params, args.method, args.backbone, args.out, args.stage, args.teacher, args.init, args.variant,
-                  args.as_teacher)
+                  args.as_teacher, appendix=args.appendix is not None)
     print(f"{args.out}: {metrics['status']} at step {metrics['step']}, loss {metrics['final_loss']}")
     return 0
 

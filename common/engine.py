@@ -10,8 +10,8 @@ Outputs, under ``out_dir``:
   ``encoder.pt``     the method's encoder state dict plus the caller's ``encoder_meta`` (how to
                      rebuild it) and the input normalization it trained with, written at the end
                      (``common.runs.write_encoder``);
-  ``encoder-e<N>.pt`` the encoder after N epochs' worth of optimizer steps, for every N in
-                     ``snapshot_epochs`` before the last (accuracy over epochs; the methods'
+  ``snapshots/encoder-e<N>.pt`` the encoder after N epochs' worth of optimizer steps, for every
+                     N in ``snapshot_epochs`` before the last (the folder is always made) (accuracy over epochs; the methods'
                      ``finish_training``, e.g. CQ's BatchNorm re-estimation, runs on encoder.pt only);
   ``metrics.json``   status ('ok' or 'diverged'), step, final loss, online accuracy, seconds,
                      provenance (git commit, params hash, dataset, profile, device);
@@ -122,7 +122,7 @@ class TrainConfig:
     channels_last: str = "auto"  # auto (on GPU) | on | off
     sync_bn: bool = False
     ckpt_every: int = 100
-    # encoder-e<epoch>.pt after these epochs (common.runs.snapshot_file), for accuracy over epochs
+    # snapshots/encoder-e<epoch>.pt after these epochs (common.runs.snapshot_path), for accuracy over epochs
     snapshot_epochs: Sequence[int] = ()
     log_every: int = 10
     online_lr: float = 0.1  # the online linear classifier's own lr
@@ -384,7 +384,7 @@ class _Checkpoints:
         if final:
             self.encoder(ENCODER)
 
-    def encoder(self, name: str) -> None:
+    def encoder(self, name: str | Path) -> None:
         """The method's encoder as it is now, as `name` in the run folder (rank 0 writes)."""
         if self.rt.main:
             norm = self.method.input_norm()
@@ -467,7 +467,7 @@ def _loop(run: _Setup, method: Method, cfg: TrainConfig, rt: Runtime, state: Run
             if not _optimizer_step(run, method, cfg, rt, state, method_loss, logs, window, logger):
                 break
             if state.step in run.snapshots:  # the last epoch's encoder is encoder.pt itself
-                checkpoints.encoder(runs.snapshot_file(run.snapshots[state.step]))
+                checkpoints.encoder(runs.snapshot_path("", run.snapshots[state.step]))
             for cb in callbacks:
                 cb(state.step, state)
             if state.step % cfg.ckpt_every == 0 and state.step < run.total:
@@ -495,7 +495,7 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     resumed = _resume(run, out_dir / CHECKPOINT, phash, rt)
     state = resumed or RunState()
     if rt.main:  # only now: a run that fails its checks above leaves no folder behind
-        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / runs.SNAPSHOTS).mkdir(parents=True, exist_ok=True)  # there (maybe empty) for DVC
     logger = _Logger(out_dir, rt, run.total, resume_step=state.step if resumed is not None else None,
                      enabled=cfg.progress)
     checkpoints = _Checkpoints(out_dir, run, method, rt, phash, encoder_meta, state.seconds, segment_start)

@@ -81,6 +81,27 @@ def validate_params(params: dict) -> None:
         for method in methods:
             TrainConfig.from_dict({"seed": seed, **train_settings(params, paper, method)},
                                   where=f"{paper}.train_by_method.{method}")
+    check_appendix(params, registry.list_methods())
+
+
+def check_appendix(params: dict, base_methods: list[str]) -> None:
+    """`burn.appendix.runs` name base methods, variants of `burn.baseline_variants` and valid
+    training settings (`burn.appendix.train` merged last, as burn.pretrain --appendix does)."""
+    from common.engine import TrainConfig
+    from common.runs import appendix_parts, appendix_runs
+
+    burn = params.get("burn") or {}
+    extra = (burn.get("appendix") or {}).get("train") or {}
+    for descriptor in appendix_runs(params):
+        method, variant, _ = appendix_parts(descriptor)
+        if method not in base_methods:
+            raise ConfigError(f"burn.appendix.runs: {descriptor}: {method!r} is not a base method ({base_methods})")
+        known = ((burn.get("baseline_variants") or {}).get(method)) or {}
+        if variant is not None and variant not in known:
+            raise ConfigError(f"burn.appendix.runs: {descriptor}: no variant {variant!r} in "
+                              f"burn.baseline_variants.{method} (have {sorted(known)}; base: the method's own)")
+        TrainConfig.from_dict({"seed": seed_of(params), **train_settings(params, "burn", method), **extra},
+                              where=f"burn.appendix.train ({descriptor})")
 
 
 @cli_main

@@ -9,6 +9,9 @@ A run is one pretraining (or an untrained network a table compares with). Its id
                       baseline-<method>                        baseline-s2bnn, baseline-byol
                       teacher-<method>-<backbone>              the FP teacher
                       random_init-<student>                    the binary network, untrained
+                      appendix-<method>-<variant>-<backbone>   BURN Appendix B.1 (Figs. 6, 7), from
+                                                               `burn.appendix.runs` (variant `base`:
+                                                               the method's own settings)
     precision   only for CQ runs at a precision set other than the profile's `precision`
                 (`cq.precision_sets`, CQ Tables 1, 8, 9 side by side)
     seed        one of the profile's `seeds`; the teacher's: one of `burn.teacher.seeds`
@@ -16,7 +19,8 @@ A run is one pretraining (or an untrained network a table compares with). Its id
 and its folder (a two-stage baseline keeps its first stage in stage1/ inside it), under which
 the run's stage writes encoder.pt (`write_encoder`, read back by
 `read_encoder`: the network, its options, its binary stage and input normalization), metrics.json,
-checkpoint.pt and dvclive/:
+checkpoint.pt, dvclive/ and snapshots/ (the encoder after each of `train.snapshot_epochs`,
+`snapshot_path`; empty without them, so that a stage can declare the folder):
 
     runs/<group>/<name>[/p<set>]/s<seed>/
 
@@ -25,7 +29,9 @@ re-runs exactly them; a set listed in `cq.precision_sets` is a separate run unde
 forbids two stages writing one file, so a set equal to `precision` is trained in both places, with
 the same seed and therefore the same result). Evaluations mirror the layout:
 
-    runs/eval/<suite>/<group>/<name>[/p<set>]/s<seed>[/<variant>]/metrics.json
+    runs/eval/<suite>/<group>/<name>[/p<set>]/s<seed>[/<variant>][/e<epoch>]/metrics.json
+
+(e<epoch>: a suite's `snapshots`, the evaluation of snapshots/encoder-e<epoch>.pt).
 
 A run *key* names a run over all its seeds, as the report mapping and the claims file do:
 "cq/simclr-cq_c-cifar_resnet20", "cq/simclr-cq_c-cifar_resnet20@8-16", "burn/burn-stage2".
@@ -46,9 +52,19 @@ EVAL = RUNS / "eval"
 ENCODER, METRICS, CHECKPOINT = "encoder.pt", "metrics.json", "checkpoint.pt"
 
 
-def snapshot_file(epoch: int) -> str:
-    """The encoder as it was after `epoch` epochs (`train.snapshot_epochs`), beside encoder.pt."""
-    return f"encoder-e{epoch}.pt"
+SNAPSHOTS = "snapshots"  # the run folder's encoders of earlier epochs (train.snapshot_epochs)
+
+
+def snapshot_label(epoch: int) -> str:
+    """e<epoch>: a snapshot's name, in its file name and as an evaluation's sub-folder."""
+    return f"e{epoch}"
+
+
+def snapshot_path(folder: str | Path, epoch: int) -> Path:
+    """The encoder as it was after `epoch` epochs, in a run folder's snapshots/."""
+    return Path(folder) / SNAPSHOTS / f"encoder-{snapshot_label(epoch)}.pt"
+
+
 STAGE1 = "stage1"  # a two-stage baseline's first stage, inside its run folder (burn.two_stage)
 # The statuses a metrics.json records, shared by every reader: a pretraining run ends "ok" or
 # "diverged"; an evaluation of a diverged run is NOT_RUN_DIVERGED instead of a number.
@@ -85,10 +101,10 @@ def burn_stage_name(configuration: str, stage: int) -> str:
 
 def burn_run_kind(name: str) -> tuple[str, str]:
     """What a BURN run name (no seed) is, the inverse of the names above: ("teacher",
-    "<method>-<backbone>"), ("baseline", method), ("random_init", backbone) or ("stage1" /
-    "stage2", configuration)."""
+    "<method>-<backbone>"), ("baseline", method), ("random_init", backbone), ("appendix",
+    "<method>-<variant>-<backbone>") or ("stage1" / "stage2", configuration)."""
     for kind, prefix in (("teacher", teacher_name("", "")[:-1]), ("baseline", baseline_name("")),
-                         ("random_init", random_init_name(""))):
+                         ("random_init", random_init_name("")), ("appendix", APPENDIX)):
         if name.startswith(prefix):
             return kind, name[len(prefix):]
     configuration, _, stage = name.rpartition("-stage")
@@ -108,6 +124,26 @@ def baseline_name(method: str) -> str:
 
 def teacher_name(method: str, backbone: str) -> str:
     return f"teacher-{method}-{backbone}"
+
+
+APPENDIX = "appendix-"
+APPENDIX_BASE = "base"  # an appendix run's variant that changes nothing: the method's own settings
+
+
+def appendix_parts(descriptor: str) -> tuple[str, str | None, str]:
+    """(method, variant or None for `base`, backbone) of an entry of `burn.appendix.runs`
+    ("infomin-weak_views-reactnet_a"), or of the run name `appendix_name` makes of it."""
+    parts = str(descriptor).removeprefix(APPENDIX).split("-")
+    if len(parts) != 3 or not all(parts):
+        raise ConfigError(f"burn.appendix.runs: {descriptor!r}: expected <method>-<variant>-<backbone> "
+                          f"(variant {APPENDIX_BASE}: the method's own settings), e.g. infomin-weak_views-reactnet_a")
+    method, variant, backbone = parts
+    return method, None if variant == APPENDIX_BASE else variant, backbone
+
+
+def appendix_name(descriptor: str) -> str:
+    appendix_parts(descriptor)  # validates
+    return APPENDIX + str(descriptor)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,6 +276,20 @@ def two_stage(burn: dict) -> list[str]:
     return names
 
 
+def appendix_runs(params: dict) -> list[str]:
+    """`burn.appendix.runs`: the extra runs of BURN Appendix B.1, as <method>-<variant>-<backbone>."""
+    entries = ((params.get("burn") or {}).get("appendix") or {}).get("runs") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"burn.appendix.runs: expected a list of <method>-<variant>-<backbone>, got {entries!r}")
+    for entry in entries:
+        appendix_parts(entry)
+    return [str(e) for e in entries]
+
+
+def burn_appendix_keys(params: dict) -> list[str]:
+    return [f"burn/{appendix_name(d)}" for d in appendix_runs(params)]
+
+
 def burn_random_init_keys(params: dict) -> list[str]:
     student = (params.get("burn") or {}).get("student")
     return [f"burn/{random_init_name(student)}"] if student else []
@@ -277,11 +327,12 @@ def pretraining_keys(params: dict) -> list[str]:
     burn = params.get("burn") or {}
     stage1 = [f"burn/{burn_stage_name(r, 1)}" for r in burn.get("runs", [])]
     return [*cq_keys(params), *cq_set_keys(params), *cq_random_init_keys(params), *burn_teacher_keys(params),
-            *burn_random_init_keys(params), *stage1, *burn_keys(params)]
+            *burn_random_init_keys(params), *stage1, *burn_keys(params), *burn_appendix_keys(params)]
 
 
 GROUPS = {"cq": cq_keys, "cq_sets": cq_set_keys, "cq_random_init": cq_random_init_keys, "burn": burn_keys,
-          "burn_main": burn_main_keys, "burn_teacher": burn_teacher_keys, "burn_random_init": burn_random_init_keys}
+          "burn_main": burn_main_keys, "burn_teacher": burn_teacher_keys, "burn_random_init": burn_random_init_keys,
+          "burn_appendix": burn_appendix_keys}
 
 
 def expand(entries: Iterable[str], params: dict) -> list[str]:

@@ -31,6 +31,8 @@ A suite's section:
       positional: [iterations=20]           # optional: positional arguments (eval.detection)
       together: true                        # optional: one call with every --encoder (eval.tsne)
       features: {dataset: synthetic_cls}    # eval.svm only: args of eval.features, run first
+      snapshots: [200, 400]                 # optional: evaluate snapshots/encoder-e<N>.pt (train.snapshot_epochs)
+                                            # of each run INSTEAD of encoder.pt, into .../e<N>/ (BURN Fig. 6)
 
 A suite that reads a data set from files and names no `root` gets the params file's `data.root`
 (the folder holding cifar10/, cifar100/, voc2007/, ... as ../shared/data does).
@@ -76,7 +78,7 @@ from eval.guard import pretraining_diverged, write_not_run
 
 RUNS = runs.RUNS
 EVAL_ROOT = runs.EVAL
-SUITE_FIELDS = {"cli", "checkpoints", "args", "variants", "positional", "together", "features"}
+SUITE_FIELDS = {"cli", "checkpoints", "args", "variants", "positional", "together", "features", "snapshots"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,6 +120,8 @@ def suite_config(params: dict, suite: str, section: str = "suites") -> dict:
     unknown = set(cfg) - SUITE_FIELDS
     if unknown:
         raise ConfigError(f"eval.{section}.{suite}: unknown field(s) {sorted(unknown)} (expected {sorted(SUITE_FIELDS)})")
+    if cfg.get("together") and cfg.get("snapshots") is not None:
+        raise ConfigError(f"eval.{section}.{suite}: 'snapshots' is for suites of one item per run, not 'together'")
     if "cli" not in cfg or "checkpoints" not in cfg:
         raise ConfigError(f"eval.{section}.{suite}: expected 'cli' and 'checkpoints'")
     return cfg
@@ -151,23 +155,43 @@ def plan(params: dict, suite: str, section: str = "suites") -> list[dict]:
         return [{"cli": cfg["cli"], "argv": argv + positional, "out": out, "encoders": encoders}]
     calls = []
     for run in (r for k in keys for r in runs.runs_of(k, runs.key_seeds(k, params))):
-        encoder = str(run.encoder)
         for variant, extra in variants.items():
-            out = run.eval_folder(suite, variant)
-            call = {"cli": cfg["cli"], "out": out, "encoders": [encoder]}
-            if cfg.get("features") is not None:  # eval.svm reads a features file, written first
-                feats = RUNS / "features" / "svm" / run.relative.with_suffix(".pt")
-                features = with_data_root(dict(cfg["features"]), params)
-                call["features"] = ["--encoder", encoder, *to_argv({**features, "out": str(feats)})]
-                call["samples_file"] = str(feats.with_suffix(".samples.json"))
-                call["argv"] = to_argv({**with_data_root({**base, **(extra or {})}, params), "samples_file": call["samples_file"],
-                                        "features": str(feats), "out": str(out)})
-            else:
-                args = with_data_root({**base, **(extra or {})}, params)
-                call["argv"] = ["--encoder", encoder, *to_argv({**args, "out": str(out)})]
-            call["argv"] += positional
-            calls.append(call)
+            for epoch in snapshot_epochs(cfg, suite, section):
+                encoder = str(run.encoder if epoch is None else runs.snapshot_path(run.folder, epoch))
+                out = run.eval_folder(suite, variant)
+                relative = run.relative
+                if epoch is not None:
+                    out, relative = out / runs.snapshot_label(epoch), relative / runs.snapshot_label(epoch)
+                calls.append(item_call(cfg, params, base, extra, positional, encoder, out, relative))
     return calls
+
+
+def snapshot_epochs(cfg: dict, suite: str, section: str) -> list[int | None]:
+    """The epochs of the snapshots a suite evaluates ([None]: encoder.pt, the final network)."""
+    epochs = cfg.get("snapshots")
+    if epochs is None:
+        return [None]
+    if (not isinstance(epochs, list) or not epochs
+            or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs)):
+        raise ConfigError(f"eval.{section}.{suite}.snapshots: expected a list of epochs (positive integers), got {epochs!r}")
+    return list(epochs)
+
+
+def item_call(cfg: dict, params: dict, base: dict, extra: dict | None, positional: list[str], encoder: str,
+              out: Path, relative: Path) -> dict:
+    """One (run, seed, variant[, snapshot]) item of a suite; `relative` names its SVM features file."""
+    call = {"cli": cfg["cli"], "out": out, "encoders": [encoder]}
+    args = with_data_root({**base, **(extra or {})}, params)
+    if cfg.get("features") is not None:  # eval.svm reads a features file, written first
+        feats = RUNS / "features" / "svm" / relative.with_suffix(".pt")
+        features = with_data_root(dict(cfg["features"]), params)
+        call["features"] = ["--encoder", encoder, *to_argv({**features, "out": str(feats)})]
+        call["samples_file"] = str(feats.with_suffix(".samples.json"))
+        call["argv"] = to_argv({**args, "samples_file": call["samples_file"], "features": str(feats), "out": str(out)})
+    else:
+        call["argv"] = ["--encoder", encoder, *to_argv({**args, "out": str(out)})]
+    call["argv"] += positional
+    return call
 
 
 # --------------------------------------------------------------------------------------------

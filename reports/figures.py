@@ -9,7 +9,21 @@
 - ``burn_fig8_lambda.png``: BURN Fig. 8, lambda(t) as the BURN runs logged it (``train/lambda.tsv``
   of burn, lambda_constant and lambda_step, stage 1): the report reads run outputs only;
 - ``burn_svm_lowshot.png``: low-shot VOC07 SVM mAP (cross-validated cost) against k, one line per
-  BURN-paper checkpoint, error bars = std over the samples.
+  BURN-paper checkpoint, error bars = std over the samples;
+- one line figure per entry of the report mapping's ``figures`` (BURN Appendix B.1: Fig. 6, InfoMin
+  with weaker views over the epochs; Fig. 7, InfoMin's number of negatives on ReActNet-A and
+  ResNet-50), each point a measured cell read as the tables read theirs (mean over seeds, error
+  bar = 95 % t half-width), with its numbers in ``<name>.json`` beside the PNG:
+
+      figures:
+        burn_fig7_negatives:
+          title: "..."
+          xlabel: "# negatives (fraction of K)"
+          panels:
+            - ylabel: "Linear eval. top-1 (%)"
+              source: "linear_burn:top1*100"                 # a point's default source
+              lines:                                         # line -> {x label: run key | [run key, source]}
+                ReActNet-A: {"1": burn/baseline-infomin, "1/4": burn/appendix-infomin-negatives_1_4-reactnet_a}
 
 Choices where the papers are silent: a figure whose input is missing (the profile did not run it)
 is skipped with a note on stderr, not an error; matplotlib's Agg backend; 100 dpi.
@@ -29,8 +43,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from common.checkpoint import write_json  # noqa: E402
 from common.config import cli_main  # noqa: E402
+from common.errors import ConfigError  # noqa: E402
 from common.runs import baseline_name, burn_configurations, burn_stage_name, seed_folders  # noqa: E402
+from reports.aggregate import load_report_params, parse_source, read_cell  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -148,13 +165,62 @@ def lowshot_figure(runs: Path, out: Path) -> list[Path]:
     return [_save(fig, out / "burn_svm_lowshot.png")]
 
 
-def make_figures(runs: str | Path, out: str | Path) -> list[Path]:
+def line_points(spec: dict, runs: Path, where: str) -> dict:
+    """{line: {x label: measured cell}} of one panel of a mapped line figure."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("lines"), dict) or set(spec) - {"ylabel", "source", "lines"}:
+        raise ConfigError(f"{where}: expected {{ylabel, source, lines: {{line: {{x: run key | [run key, source]}}}}}}")
+    lines = {}
+    for label, points in spec["lines"].items():
+        if not isinstance(points, dict):
+            raise ConfigError(f"{where}.lines.{label}: expected {{x label: run key | [run key, source]}}")
+        lines[str(label)] = {}
+        for x, point in points.items():
+            run, source = (point if isinstance(point, list) and len(point) == 2 else (point, spec.get("source")))
+            if not isinstance(run, str) or source is None:
+                raise ConfigError(f"{where}.lines.{label}.{x}: expected a run key (with the panel's source) "
+                                  f"or [run key, source]")
+            lines[str(label)][str(x)] = read_cell(runs, run, parse_source(source, f"{where}.lines.{label}.{x}"))
+    return lines
+
+
+def line_figure(name: str, spec: dict, runs: Path, out: Path) -> list[Path]:
+    """A mapped line figure (the mapping's ``figures.<name>``): PNG + the numbers as JSON; nothing
+    when no point was measured. x labels are categories, in the order the mapping gives them."""
+    where = f"report.figures.{name}"
+    panels = spec.get("panels") if isinstance(spec, dict) else None
+    if not isinstance(panels, list) or not panels:
+        raise ConfigError(f"{where}: expected {{title, xlabel, panels: [...]}}")
+    data = [(p.get("ylabel", ""), line_points(p, runs, f"{where}.panels[{i}]")) for i, p in enumerate(panels)]
+    if not any(isinstance(c, (dict, int, float)) for _, lines in data for pts in lines.values() for c in pts.values()):
+        return []
+    fig, axes = plt.subplots(1, len(data), figsize=(4.5 * len(data), 3.4), squeeze=False)
+    for ax, (ylabel, lines) in zip(axes.flat, data):
+        ticks = list(dict.fromkeys(x for points in lines.values() for x in points))  # first seen, first
+        for label, points in lines.items():
+            ys = [c["value"] if isinstance(c, dict) else c if isinstance(c, (int, float)) else float("nan")
+                  for c in points.values()]  # a cell not measured ("not run") is a gap
+            err = [c.get("half", 0.0) if isinstance(c, dict) else 0.0 for c in points.values()]
+            ax.errorbar([ticks.index(x) for x in points], ys, yerr=err, marker="o", capsize=2, label=label)
+        ax.set_xticks(range(len(ticks)), ticks)
+        ax.set_xlabel(spec.get("xlabel", ""))
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    fig.suptitle(spec.get("title", name), fontsize=10)
+    write_json({"title": spec.get("title", name), "panels": {y: lines for y, lines in data}}, out / f"{name}.json")
+    return [_save(fig, out / f"{name}.png")]
+
+
+def make_figures(runs: str | Path, out: str | Path, mapped: dict | None = None) -> list[Path]:
+    """Every figure whose inputs are there; `mapped`: the report mapping's ``figures``."""
     runs, out = Path(runs), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
-    for name, fn in (("t-SNE", lambda: tsne_figures(runs, out)), ("gradient norms", lambda: grad_norm_figure(runs, out)),
-                     ("EMA toy", lambda: ema_figure(runs, out)), ("lambda(t)", lambda: lambda_figure(runs, out)),
-                     ("low-shot SVM", lambda: lowshot_figure(runs, out))):
+    makers = [("t-SNE", lambda: tsne_figures(runs, out)), ("gradient norms", lambda: grad_norm_figure(runs, out)),
+              ("EMA toy", lambda: ema_figure(runs, out)), ("lambda(t)", lambda: lambda_figure(runs, out)),
+              ("low-shot SVM", lambda: lowshot_figure(runs, out))]
+    makers += [(name, lambda name=name, spec=spec: line_figure(name, spec, runs, out))
+               for name, spec in (mapped or {}).items()]
+    for name, fn in makers:
         got = fn()
         if not got:
             print(f"note: no {name} figure (its runs are not there)", file=sys.stderr)
@@ -167,8 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports.figures", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for the PNG files")
     parser.add_argument("--runs", default="runs")
+    parser.add_argument("--params", default="params.yaml", help="its report_mapping's `figures` section")
     args = parser.parse_args(argv)
-    for path in make_figures(args.runs, args.out):
+    mapped = {}
+    if Path(args.params).is_file():
+        mapped = (load_report_params(args.params).get("report") or {}).get("figures") or {}
+    for path in make_figures(args.runs, args.out, mapped):
         print(path)
     return 0
 

@@ -139,3 +139,27 @@ def test_a_baseline_variant_takes_its_views_and_settings_from_the_profile():
     assert fewer.num_negatives == 32 and plain.num_negatives == params["burn"]["methods"]["infomin"]["num_negatives"]
     with pytest.raises(ConfigError, match="baseline_variants.infomin"):
         build_method(params, "infomin", "reactnet_a", None, None, None, "unknown", 2)
+
+
+def test_an_appendix_run_is_named_by_method_variant_backbone_and_takes_the_appendix_settings(tmp_path, capsys):
+    """BURN App. B.1: `--appendix infomin-<variant>-<backbone>` trains that baseline configuration
+    with burn.appendix.train merged last (its steps and snapshots win over train_by_method)."""
+    appendix = ["burn.views.infomin.out_size=16", "burn.views.infomin_weak.out_size=16",
+                "burn.appendix.train={steps: 6, snapshot_epochs: [1]}", "burn.methods.infomin.num_negatives=32"]
+    out = tmp_path / "weak"
+    assert cli("--appendix", "infomin-weak_views-reactnet_a", "--out", out, *appendix) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["step"] == 6 and metrics["status"] == "ok"
+    assert load_checkpoint(out / "encoder.pt")["variant"] == "weak_views"
+    assert (out / "snapshots" / "encoder-e1.pt").is_file()  # 32 images in batches of 8: an epoch is 4 steps
+    fp = tmp_path / "fp"
+    assert cli("--appendix", "infomin-base-resnet18", "--out", fp, *appendix) == 0
+    encoder = load_checkpoint(fp / "encoder.pt")
+    assert encoder["backbone"] == "resnet18" and encoder["binary_stage"] is None and "variant" not in encoder
+    capsys.readouterr()
+    for bad, says in ((["--appendix", "burn-base-reactnet_a"], "not a base method"),
+                      (["--appendix", "infomin-weak_views"], "<method>-<variant>-<backbone>"),
+                      (["--appendix", "infomin-nope-reactnet_a"], "baseline_variants.infomin"),
+                      (["--appendix", "infomin-base-reactnet_a", "--method", "infomin"], "drop --method")):
+        assert cli(*bad, "--out", tmp_path / "bad", *appendix) == 2
+        assert says in capsys.readouterr().err and not (tmp_path / "bad").exists()

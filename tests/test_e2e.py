@@ -71,8 +71,13 @@ def check_reports(repo: Path) -> int:
                         assert number.match(cell), f"{path}: {key} / {column}: {cell!r}"
                         checked += 1
     assert (repo / "reports" / "README.md").is_file()
-    for fig in ("burn_fig3_5_grad_norms", "burn_fig4_ema_toy", "burn_fig8_lambda", "burn_svm_lowshot"):
+    for fig in ("burn_fig3_5_grad_norms", "burn_fig4_ema_toy", "burn_fig8_lambda", "burn_svm_lowshot",
+                "burn_fig6_infomin_views", "burn_fig7_negatives"):
         assert (repo / "reports" / "figures" / f"{fig}.png").stat().st_size > 1000
+    for fig in ("burn_fig6_infomin_views", "burn_fig7_negatives"):  # every mapped point measured
+        panels = json.loads((repo / "reports" / "figures" / f"{fig}.json").read_text())["panels"]
+        cells = [c for lines in panels.values() for points in lines.values() for c in points.values()]
+        assert cells and all(isinstance(c, (int, float, dict)) or c == "diverged" for c in cells), fig
     assert list((repo / "reports" / "figures").glob("cq_fig2_tsne_*.png"))
     return checked
 

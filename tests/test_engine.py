@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from common import runs
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.engine import CHECKPOINT, ENCODER, METRICS, TrainConfig, load_encoder, train
 from common.errors import ConfigError
@@ -241,9 +242,10 @@ def test_snapshots_are_the_encoder_after_those_epochs(tmp_path):
 
     cfg = tiny_config(steps=12, snapshot_epochs=[1, 2, 3, 5])
     assert train(method, data, cfg, tmp_path / "run", callbacks=[keep])["status"] == "ok"
-    files = sorted(p.name for p in (tmp_path / "run").glob("encoder*.pt"))
-    assert files == ["encoder-e1.pt", "encoder-e2.pt", "encoder.pt"]  # epoch 3 is encoder.pt, 5 never comes
-    snapshot = load_checkpoint(tmp_path / "run" / "encoder-e2.pt")
+    files = sorted(str(p.relative_to(tmp_path / "run")) for p in (tmp_path / "run").rglob("encoder*.pt"))
+    # epoch 3 is encoder.pt, 5 never comes
+    assert files == ["encoder.pt", "snapshots/encoder-e1.pt", "snapshots/encoder-e2.pt"]
+    snapshot = load_checkpoint(runs.snapshot_path(tmp_path / "run", 2))
     final = load_checkpoint(tmp_path / "run" / ENCODER)
     assert {k: v for k, v in snapshot.items() if k != "state_dict"} == {k: v for k, v in final.items() if k != "state_dict"}
     assert snapshot["state_dict"].keys() == at_step_8.keys()

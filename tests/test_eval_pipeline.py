@@ -123,3 +123,25 @@ def test_every_metrics_suite_names_its_headline_number():
     import importlib
     for cli in ("eval.linear", "eval.knn", "eval.finetune", "eval.svm", "eval.transfer", "eval.detection"):
         assert isinstance(importlib.import_module(cli).HEADLINE, str), cli
+
+
+def test_a_suite_with_snapshots_evaluates_each_snapshot_in_its_own_folder():
+    params = {**PARAMS, "seeds": [0, 1], "burn": {**PARAMS["burn"], "appendix": {"runs": ["infomin-weak-r18"]}},
+              "eval": {"suites": {
+                  "lin": {"cli": "eval.linear", "checkpoints": ["burn_appendix"], "snapshots": [200, 400]},
+                  "svm": {"cli": "eval.svm", "checkpoints": ["burn/baseline-byol"], "snapshots": [2],
+                          "features": {"dataset": "synthetic_cls"}}}}}
+    calls = pipeline.plan(params, "lin")
+    assert [(c["encoders"][0], str(c["out"])) for c in calls] == [
+        (f"runs/burn/appendix-infomin-weak-r18/s{s}/snapshots/encoder-e{e}.pt",
+         f"runs/eval/lin/burn/appendix-infomin-weak-r18/s{s}/e{e}") for s in (0, 1) for e in (200, 400)]
+    svm = pipeline.plan(params, "svm")[0]  # each snapshot gets its own features file
+    assert svm["features"][:2] == ["--encoder", "runs/burn/baseline-byol/s0/snapshots/encoder-e2.pt"]
+    assert svm["features"][-1] == "runs/features/svm/burn/baseline-byol/s0/e2.pt"
+    for bad in ([], [0], ["200"], 200):
+        params["eval"]["suites"]["lin"]["snapshots"] = bad
+        with pytest.raises(ConfigError, match="eval.suites.lin.snapshots: expected a list of epochs"):
+            pipeline.plan(params, "lin")
+    together = {**PARAMS, "eval": {"suites": {"t": {**PARAMS["eval"]["suites"]["tsne"], "snapshots": [1]}}}}
+    with pytest.raises(ConfigError, match="not 'together'"):
+        pipeline.plan(together, "t")

@@ -41,3 +41,19 @@ def test_cli_exits_2_with_one_line_on_cpu(tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 0 and "needs CUDA" in err and not out.exists()
     params.write_text("profile: smoke\n")
     assert main(["--params", str(params), "--out", str(out)]) == 0 and out.is_file()
+
+
+def test_appendix_runs_are_checked_before_any_stage_runs():
+    from common.profile_check import validate_params
+
+    params = yaml.safe_load((REPO / "profiles" / "paper_small_data.yaml").read_text())
+    validate_params(params)
+    for runs, says in ((["infomin-fewer-resnet50"], "no variant 'fewer' in burn.baseline_variants.infomin"),
+                       (["burn-base-reactnet_a"], "'burn' is not a base method"),
+                       (["infomin"], "expected <method>-<variant>-<backbone>")):
+        bad = {**params, "burn": {**params["burn"], "appendix": {"runs": runs}}}
+        with pytest.raises(ConfigError, match=says):
+            validate_params(bad)
+    bad = {**params, "burn": {**params["burn"], "appendix": {"runs": ["infomin-base-resnet50"], "train": {"steps": -1}}}}
+    with pytest.raises(ConfigError, match=r"burn.appendix.train \(infomin-base-resnet50\)"):
+        validate_params(bad)

@@ -185,3 +185,27 @@ def test_run_names_parse_back_to_what_named_them():
     assert runs.burn_run_kind(runs.burn_stage_name("lambda_step", 2)) == ("stage2", "lambda_step")
     with pytest.raises(ConfigError):
         runs.burn_run_kind("lambda_step")
+
+
+def test_appendix_runs_are_named_by_method_variant_and_backbone():
+    params = {"burn": {"appendix": {"runs": ["infomin-weak_views-reactnet_a", "infomin-base-resnet50"]}}}
+    assert runs.burn_appendix_keys(params) == ["burn/appendix-infomin-weak_views-reactnet_a",
+                                               "burn/appendix-infomin-base-resnet50"]
+    assert runs.expand(["burn_appendix"], params) == runs.burn_appendix_keys(params)
+    assert set(runs.burn_appendix_keys(params)) <= set(runs.pretraining_keys(params))
+    assert runs.appendix_parts("appendix-infomin-base-resnet50") == ("infomin", None, "resnet50")
+    assert runs.burn_run_kind("appendix-infomin-weak_views-reactnet_a") == ("appendix", "infomin-weak_views-reactnet_a")
+    for bad in (["infomin-weak"], ["a-b-c-d"], ["infomin--r"], "infomin-base-r"):
+        with pytest.raises(ConfigError, match="burn.appendix.runs"):
+            runs.appendix_runs({"burn": {"appendix": {"runs": bad}}})
+
+
+def test_snapshots_live_in_their_own_folder_that_the_baseline_and_appendix_stages_declare(tmp_path):
+    assert str(runs.snapshot_path("runs/burn/x/s0", 200)) == "runs/burn/x/s0/snapshots/encoder-e200.pt"
+    path = REPO / "profiles" / "paper_small_data.yaml"
+    params = yaml.safe_load(path.read_text())
+    outs = dvc_outputs(tmp_path, path)
+    keys = [k for k in runs.pretraining_keys(params) if k.startswith("burn/")
+            and runs.burn_run_kind(k.split("/")[1])[0] in ("baseline", "appendix")]
+    assert len(keys) == 3 + 6  # supervised, InfoMin, SimCLRv2 and the six runs of BURN App. B.1
+    assert {f"{r.folder}/{runs.SNAPSHOTS}" for k in keys for r in runs.runs_of(k, runs.key_seeds(k, params))} <= outs
