@@ -520,11 +520,17 @@ def pretraining_cost(results: list[Result], params: dict, key: str) -> Cost:
             return Cost(0.0)
         if kind == "teacher":
             return Cost(0.0, "imported file") if (cfg.get("teacher") or {}).get("file") else Cost(None)
-        if kind == "baseline":
-            stages = 2 if what in runs.two_stage(cfg) else 1
-            own = rate(results, f"burn_baseline/{what}")  # measured over both stages' steps
+        if kind in ("baseline", "appendix"):
+            method, _, backbone = runs.appendix_parts(what) if kind == "appendix" else (what, None, cfg.get("student"))
+            stages = 2 if method in runs.two_stage(cfg) else 1
+            own = rate(results, f"burn_baseline/{method}")  # measured over both stages' steps
             ips, note = (own, "") if own else (rate(results, "burn_stage2"), "~ BURN stage 2")
-            epochs = train_of(cfg, what).get("epochs") * stages
+            if backbone != cfg.get("student"):  # an FP network of Appendix B.1: the binary network's rate
+                note = "~ ReActNet-A rate"
+            train = train_of(cfg, method)
+            if kind == "appendix":
+                train.update((cfg.get("appendix") or {}).get("train") or {})
+            epochs = train.get("epochs") * stages
         else:  # stage1 / stage2 of a BURN configuration
             ips, note, epochs = rate(results, f"burn_{kind}"), "", train_of(cfg, "burn").get("epochs")
     if not (ips and n and epochs):
@@ -558,11 +564,24 @@ def eval_cost(results: list[Result], params: dict, suite: str, variant: str | No
     return Cost(None)
 
 
+def figure_pairs(spec: dict) -> list[tuple[str, object]]:
+    """(run key, source) of every point of a mapped line figure (reports/figures.py)."""
+    pairs = []
+    for panel in spec.get("panels") or []:
+        for points in (panel.get("lines") or {}).values():
+            for point in points.values():
+                pairs.append(tuple(point) if isinstance(point, list) else (point, panel.get("source")))
+    return pairs
+
+
 def table_parts(mapping: dict, keys: list[str]) -> dict[str, tuple[set, set]]:
-    """table -> (pretraining run keys it reads, (suite, variant, run key) evaluations it reads)."""
+    """table (or mapped figure) -> (pretraining run keys it reads, (suite, variant, run key)
+    evaluations it reads)."""
     out = {}
-    for table, spec in (mapping.get("report") or {}).get("tables", {}).items():
-        pairs: list[tuple[str, object]] = []
+    report = mapping.get("report") or {}
+    specs = [(table, spec, []) for table, spec in report.get("tables", {}).items()]
+    specs += [(name, {}, figure_pairs(spec)) for name, spec in (report.get("figures") or {}).items()]
+    for table, spec, pairs in specs:
         if "rows" in spec:
             for run_pattern in spec["rows"].values():
                 for source in (spec.get("columns") or {}).values():

@@ -66,6 +66,28 @@ def test_tables_sum_the_runs_and_evaluations_they_read(gpu):
     assert ("detection", None, "burn/burn-stage2") in evals and len(evals) == 6
 
 
+def test_burn_appendix_figures_are_projected_from_their_runs_and_snapshot_evaluations(gpu):
+    import yaml
+
+    from common import runs
+    from common.config import load_params
+
+    params = load_params(ROOT / "profiles/paper_small_data.yaml")
+    mapping = yaml.safe_load((ROOT / "reports/mapping/paper_small_data.yaml").read_text())
+    parts = gpu.table_parts(mapping, runs.pretraining_keys(params))
+    fig6_runs, fig6_evals = parts["burn_fig6_infomin_views"]
+    assert fig6_runs == {"burn/baseline-infomin", "burn/baseline-simclrv2", "burn/appendix-infomin-weak_views-reactnet_a"}
+    assert len(fig6_evals) == 9 and ("linear_snapshots", "e200", "burn/baseline-simclrv2") in fig6_evals
+    fig7_runs, fig7_evals = parts["burn_fig7_negatives"]
+    assert len(fig7_runs) == 6 and len(fig7_evals) == 12  # 6 runs x (linear, SVM)
+    results = rates(gpu, burn_baseline__infomin=500.0, burn_stage2=400.0)
+    images = 126_689
+    weak = gpu.pretraining_cost(results, params, "burn/appendix-infomin-weak_views-reactnet_a")
+    assert weak.hours == pytest.approx(600 * images / 500.0 / 3600) and weak.approx == ""
+    fp = gpu.pretraining_cost(results, params, "burn/appendix-infomin-negatives_1_16-resnet50")
+    assert fp.hours == pytest.approx(weak.hours) and fp.approx  # FP network at the binary one's rate, marked
+
+
 @pytest.mark.e2e
 def test_gpu_check_runs_on_a_cpu_in_its_tiny_mode(tmp_path):
     out = tmp_path / "report"
