@@ -43,7 +43,7 @@ the CQ runs at the other sets of ``cq.precision_sets``, ``cq_random_init`` = eac
 untrained (CQ Table 8's "No SSL Training"), ``burn`` = the final (stage 2) BURN runs of
 ``burn.runs``, S2-BNN and the binary baselines, ``burn_main`` = the same without the ablations
 (burn-stage2, S2-BNN, baselines), ``burn_teacher`` = the FP teacher, ``burn_random_init`` = the
-binary student untrained. Every run is evaluated on each of its seeds (the teacher: on each of
+binary student untrained, ``burn_appendix`` = the runs of ``burn.appendix.runs`` (BURN App. B.1). Every run is evaluated on each of its seeds (the teacher: on each of
 ``burn.teacher.seeds``).
 
 Every item goes through :mod:`eval.guard`: a checkpoint whose pretraining diverged gets a
