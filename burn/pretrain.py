@@ -237,7 +237,7 @@ def run_stage(params: dict, method: str, backbone_name: str, out: str, stage: in
     settings = train_settings(params, "burn", method)
     if as_teacher:  # the FP teacher may train longer than the binary runs of the same method
         settings.update((cfg.get("teacher") or {}).get("train") or {})
-    if appendix:  # e.g. Appendix B.1's epochs and the snapshots its Fig. 6 evaluates
+    if appendix:  # settings only the Appendix B.1 runs take (none in the paper profiles)
         settings.update((cfg.get("appendix") or {}).get("train") or {})
     train_cfg = TrainConfig.from_dict({"seed": seed_of(params), **settings}, where="burn.train")
     model, facts = build_method(params, method, backbone_name, stage, teacher, init, variant, train_cfg.steps)

@@ -10,9 +10,10 @@ Outputs, under ``out_dir``:
   ``encoder.pt``     the method's encoder state dict plus the caller's ``encoder_meta`` (how to
                      rebuild it) and the input normalization it trained with, written at the end
                      (``common.runs.write_encoder``);
-  ``snapshots/encoder-e<N>.pt`` the encoder after N epochs' worth of optimizer steps, for every
-                     N in ``snapshot_epochs`` before the last (the folder is always made) (accuracy over epochs; the methods'
-                     ``finish_training``, e.g. CQ's BatchNorm re-estimation, runs on encoder.pt only);
+  ``snapshots/``     ``encoder-e<N>.pt``, the encoder after N epochs' worth of optimizer steps,
+                     for every N in ``snapshot_epochs`` before the last (accuracy over epochs; the
+                     methods' ``finish_training``, e.g. CQ's BatchNorm re-estimation, runs on
+                     encoder.pt only); the folder is made even when empty, so DVC can track it;
   ``metrics.json``   status ('ok' or 'diverged'), step, final loss, online accuracy, seconds,
                      provenance (git commit, params hash, dataset, profile, device);
   ``dvclive/``       curves: loss, lr, images/s, online accuracy, gradient norms per group
@@ -385,7 +386,7 @@ class _Checkpoints:
             self.encoder(ENCODER)
 
     def encoder(self, name: str | Path) -> None:
-        """The method's encoder as it is now, as `name` in the run folder (rank 0 writes)."""
+        """The method's encoder as it is now, as `name` (a path in the run folder; rank 0 writes)."""
         if self.rt.main:
             norm = self.method.input_norm()
             runs.write_encoder(self.out_dir / name, {**self.encoder_meta, **({"norm": norm} if norm else {})},
@@ -467,7 +468,7 @@ def _loop(run: _Setup, method: Method, cfg: TrainConfig, rt: Runtime, state: Run
             if not _optimizer_step(run, method, cfg, rt, state, method_loss, logs, window, logger):
                 break
             if state.step in run.snapshots:  # the last epoch's encoder is encoder.pt itself
-                checkpoints.encoder(runs.snapshot_path("", run.snapshots[state.step]))
+                checkpoints.encoder(runs.snapshot_path(checkpoints.out_dir, run.snapshots[state.step]))
             for cb in callbacks:
                 cb(state.step, state)
             if state.step % cfg.ckpt_every == 0 and state.step < run.total:
