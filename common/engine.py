@@ -383,13 +383,13 @@ class _Checkpoints:
                          "state": asdict(state), "rng": rngs, "params_hash": self.phash,
                          "world": rt.world}, self.out_dir / CHECKPOINT)
         if final:
-            self.encoder(ENCODER)
+            self.encoder(self.out_dir / ENCODER)
 
-    def encoder(self, name: str | Path) -> None:
-        """The method's encoder as it is now, as `name` (a path in the run folder; rank 0 writes)."""
+    def encoder(self, path: Path) -> None:
+        """The method's encoder as it is now, written to `path` in the run folder (rank 0 writes)."""
         if self.rt.main:
             norm = self.method.input_norm()
-            runs.write_encoder(self.out_dir / name, {**self.encoder_meta, **({"norm": norm} if norm else {})},
+            runs.write_encoder(path, {**self.encoder_meta, **({"norm": norm} if norm else {})},
                                self.method.encoder_state_dict())
 
 

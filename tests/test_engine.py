@@ -232,7 +232,8 @@ def test_a_checkpoint_resumes_onto_the_cpu_whatever_the_run_device(tmp_path):
     torch.Generator().set_state(ckpt["rng"])
 
 
-def test_snapshots_are_the_encoder_after_those_epochs(tmp_path):
+def test_snapshots_are_the_encoder_after_those_epochs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative run folder, as DVC stages pass it
     data = tiny_dataset()  # 64 images, batch 16: 4 steps per epoch
     method, at_step_8 = tiny_simclr(), {}
 
@@ -241,10 +242,10 @@ def test_snapshots_are_the_encoder_after_those_epochs(tmp_path):
             at_step_8.update({k: v.clone() for k, v in method.encoder_state_dict().items()})
 
     cfg = tiny_config(steps=12, snapshot_epochs=[1, 2, 3, 5])
-    assert train(method, data, cfg, tmp_path / "run", callbacks=[keep])["status"] == "ok"
-    files = sorted(str(p.relative_to(tmp_path / "run")) for p in (tmp_path / "run").rglob("encoder*.pt"))
+    assert train(method, data, cfg, "run", callbacks=[keep])["status"] == "ok"
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("encoder*.pt"))
     # epoch 3 is encoder.pt, 5 never comes
-    assert files == ["encoder.pt", "snapshots/encoder-e1.pt", "snapshots/encoder-e2.pt"]
+    assert files == ["run/encoder.pt", "run/snapshots/encoder-e1.pt", "run/snapshots/encoder-e2.pt"]
     snapshot = load_checkpoint(runs.snapshot_path(tmp_path / "run", 2))
     final = load_checkpoint(tmp_path / "run" / ENCODER)
     assert {k: v for k, v in snapshot.items() if k != "state_dict"} == {k: v for k, v in final.items() if k != "state_dict"}
