@@ -57,10 +57,11 @@ lock: setup
 clean-venv:
 	rm -rf $(VENV)
 
-# Switch the active profile (smoke | mini | paper | paper_small_data): copies profiles/$(PROFILE).yaml over params.yaml.
-profile:
-	@test -n "$(PROFILE)" && test -f profiles/$(PROFILE).yaml || { echo "usage: make profile PROFILE=<name of a file in profiles/>"; exit 2; }
-	cp profiles/$(PROFILE).yaml params.yaml
+# Switch the active profile (smoke | mini | paper | paper_small_data): renders profiles/base.yaml with
+# profiles/$(PROFILE).yaml laid over it into params.yaml (common/profiles.py).
+profile: setup
+	@test -n "$(PROFILE)" || { echo "usage: make profile PROFILE=<name of a file in profiles/ other than base>"; exit 2; }
+	$(PY) -m common.profiles $(PROFILE) --out params.yaml
 
 # The claims study (reports/study/README.md): `make study-part HALF=cq SEED=1` runs one part in the
 # background-safe way (resumes a killed one); status lists what is missing; verdicts renders them.

@@ -7,6 +7,11 @@ A stage's CLI reads the parameter file (params.yaml by default: the active profi
 One YAML reading for every parameter and mapping file, and for overrides: YAML 1.2 numbers, so
 ``1e-3`` is a float as it is for `dvc exp run -S` (PyYAML's YAML 1.1 reads it as a string);
 invalid YAML or a file that is not a mapping is one ConfigError naming the file.
+
+A parameter file may name a base file beside it, ``extends: base`` (profiles/base.yaml holds what
+every profile shares): the base is read first and the file's own settings are laid over it
+(`merge`). DVC cannot follow that, so the active params.yaml is the rendered, plain result
+(`common.profiles`).
 """
 from __future__ import annotations
 
@@ -22,18 +27,25 @@ import yaml
 from common.errors import EXIT_BAD_INPUT, ConfigError
 
 
+EXTENDS = "extends"  # a parameter file's base file, by name, in the same folder
+
+
 class ParamsLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 floats: 1e-3, 1E+5, .5, 5. are floats."""
 
 
-ParamsLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+class ParamsDumper(yaml.SafeDumper):
+    """The writer that matches ParamsLoader: a string such as "1e-3" is quoted, so it reads back
+    as a string here and in DVC."""
+
+
+_YAML12_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
                    |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+                   |\.(?:nan|NaN|NAN))$""", re.X)
+for _cls in (ParamsLoader, ParamsDumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -62,8 +74,34 @@ def read_yaml_mapping(path: str | Path, what: str = "params file") -> dict:
 
 
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict:
-    """The parameter dict of ``path`` with ``key.sub=value`` overrides applied."""
-    return apply_overrides(read_yaml_mapping(path), overrides)
+    """The parameter dict of ``path`` (its base laid under it) with ``key.sub=value`` overrides applied."""
+    return apply_overrides(read_params_file(path), overrides)
+
+
+def read_params_file(path: str | Path, what: str = "params file", _seen: tuple[Path, ...] = ()) -> dict:
+    """A parameter file with the file it `extends` (and that one's base, ...) merged under it."""
+    path = Path(path)
+    data = read_yaml_mapping(path, what)
+    base = data.pop(EXTENDS, None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base or "/" in base:
+        raise ConfigError(f"{what} {path}: {EXTENDS}: expected the name of a file beside it, e.g. base, got {base!r}")
+    base_path = path.parent / f"{base}.yaml"
+    if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{what} {path}: {EXTENDS}: {base} extends itself (a cycle)")
+    return merge(read_params_file(base_path, f"base of {path}:", (*_seen, path.resolve())), data)
+
+
+def merge(base: dict, over: dict) -> dict:
+    """`over` laid over `base`: mappings merge key by key, anything else (a value, a list) in `over`
+    replaces the base's. Keys keep `over`'s order, the base's other keys follow."""
+    out = {}
+    for key, value in over.items():
+        below = base.get(key)
+        out[key] = merge(below, value) if isinstance(below, dict) and isinstance(value, dict) else copy.deepcopy(value)
+    out.update((k, copy.deepcopy(v)) for k, v in base.items() if k not in over)
+    return out
 
 
 def seed_of(params: dict) -> int:

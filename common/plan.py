@@ -21,7 +21,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-from common.config import apply_overrides, cli_main, read_yaml_mapping
+from common.config import apply_overrides, cli_main, read_params_file
 from common.errors import ConfigError
 from common.profile_check import validate_params
 
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("targets", nargs="*", help="stages to plan for (default: the whole pipeline)")
     args = parser.parse_args(argv)
-    params = read_yaml_mapping(args.params, "--params")
+    params = read_params_file(args.params, "--params")
     new = apply_overrides(params, args.set_param)
     try:
         validate_params(new)

@@ -21,7 +21,7 @@ from typing import Sequence
 
 
 from common.checkpoint import write_json
-from common.config import cli_main, read_yaml_mapping, seed_of, section, train_settings
+from common.config import cli_main, read_params_file, seed_of, section, train_settings
 from common.errors import ConfigError
 
 PROFILES = ("smoke", "mini", "paper", "study")
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default=None, help="JSON file recording the profile and device")
     args = parser.parse_args(argv)
-    params = read_yaml_mapping(args.params, "--params")
+    params = read_params_file(args.params, "--params")
     try:
         validate_params(params)
     except ConfigError as err:

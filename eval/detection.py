@@ -78,7 +78,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.models.detection import FasterRCNN
 
 from common.checkpoint import write_json
-from common.config import apply_overrides, cli_main, read_yaml_mapping
+from common.config import apply_overrides, cli_main, read_params_file
 from common.data import build_dataset
 from common.distributed import setup_runtime
 from common.errors import ConfigError
@@ -424,7 +424,7 @@ def _params_file(path: str, explicit: bool) -> dict:
         if explicit:
             raise ConfigError(f"params file {p}: not found")
         return {}
-    return read_yaml_mapping(p)
+    return read_params_file(p)
 
 
 @cli_main

@@ -72,7 +72,7 @@ import yaml
 
 from common.checkpoint import write_json
 from common import runs
-from common.config import cli_main, read_yaml_mapping
+from common.config import cli_main, read_params_file
 from common.errors import ConfigError
 from eval.guard import pretraining_diverged, write_not_run
 
@@ -255,7 +255,7 @@ def summarize(calls: list[dict], suite: str) -> dict:
 
 
 def load_params(path: str | Path) -> dict:
-    return read_yaml_mapping(path, "--params")
+    return read_params_file(path, "--params")
 
 
 @cli_main

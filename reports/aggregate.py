@@ -51,7 +51,7 @@ from typing import Any, Mapping, Sequence
 
 
 from common.checkpoint import write_json
-from common.config import cli_main, read_yaml_mapping
+from common.config import cli_main, read_params_file, read_yaml_mapping
 from common.runs import METRICS, parse_key, resolve, run_precision, seed_folders
 from reports.stats import mean_interval
 from common.errors import ConfigError
@@ -245,7 +245,7 @@ def headline(measured: Mapping, spec: Mapping | None) -> dict:
 def load_report_params(path: str | Path = "params.yaml") -> dict:
     """params.yaml with its ``report`` section read from the file ``report_mapping`` names
     (a profile's mapping lives in reports/mapping/<profile>.yaml)."""
-    params = read_yaml_mapping(path, "--params")
+    params = read_params_file(path, "--params")
     mapping = params.get("report_mapping")
     if mapping is not None:
         params["report"] = read_yaml_mapping(mapping, "report_mapping").get("report")

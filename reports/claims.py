@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from common import runs
-from common.config import cli_main, read_yaml_mapping
+from common.config import cli_main, read_params_file, read_yaml_mapping
 from common.errors import ConfigError
 from reports.stats import CONFIDENCE, mean_interval, t_quantile
 from reports.tables import PaperTable, load_paper_tables
@@ -468,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     claims = load_claims(args.claims)
     if args.from_runs:
-        params = read_yaml_mapping(args.params, "--params")
+        params = read_params_file(args.params, "--params")
         values = harvest(claims, params, Path(args.runs))
     else:
         values = _read_json(args.values, "--values")

@@ -3,6 +3,7 @@
     python -m reports.study run cq --seed 1     # one part: one half of the study, one seed (repeat --seed: several)
     python -m reports.study status              # which parts are finished, which are missing
     python -m reports.study verdicts            # the finished parts -> reports/study/claims.md, ...
+    python -m reports.study register            # record the study profiles as they now stand
 
 Halves: ``cq`` (profiles/study_cq.yaml) and ``burn`` (profiles/study_burn.yaml); each profile's
 ``seeds`` are the study's seeds of that half, one part per seed.
@@ -22,10 +23,16 @@ a schedule before the study runs it: its numbers and sanity margins go to report
 and never into a verdict (a shared teacher it trains is reused by the study's parts). After a
 profile change, `--update` moves the worktree to the new commit; its finished runs stay and DVC
 re-runs only the stages the change touches.
+
+The study's profiles are pre-registered: reports/study/registered.json holds a digest of each
+half's profile (its base laid under it), and a test fails when a profile, or the base it extends,
+no longer matches. A deliberate change is registered again (`register`) and logged in
+reports/study/README.md.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -39,7 +46,7 @@ import yaml
 
 from common import runs
 from common.checkpoint import atomic_write, write_json
-from common.config import cli_main, read_yaml_mapping
+from common.config import cli_main, read_params_file
 from common.errors import ConfigError
 from reports import claims as claims_module
 
@@ -47,6 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "reports" / "study"
 PARTS = STUDY / "parts"
 PILOTS = STUDY / "pilots"  # runs that chose a schedule before the study; never in the verdicts
+REGISTERED = STUDY / "registered.json"  # {half: digest of its profile} (pre-registration)
 WORKSPACES = REPO / ".study"
 HALVES = {"cq": "profiles/study_cq.yaml", "burn": "profiles/study_burn.yaml"}
 # the pretraining stages of each half, by DVC stage-name prefix, in dvc.yaml order
@@ -62,7 +70,18 @@ def part_path(half: str, seed: int, pilot: bool = False) -> Path:
 def half_profile(half: str) -> dict:
     if half not in HALVES:
         raise ConfigError(f"half {half!r}: expected one of {', '.join(HALVES)}")
-    return read_yaml_mapping(REPO / HALVES[half], HALVES[half])
+    return read_params_file(REPO / HALVES[half], HALVES[half])
+
+
+def profile_digest(profile: dict) -> str:
+    """sha256 of the profile's values (key order and comments aside)."""
+    return hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()
+
+
+def register() -> dict:
+    digests = {half: {"profile": HALVES[half], "sha256": profile_digest(half_profile(half))} for half in HALVES}
+    write_json(digests, REGISTERED)
+    return digests
 
 
 def part_params(profile: dict, seed: int, pilot: bool = False) -> dict:
@@ -137,7 +156,7 @@ def part_stages(half: str, ws: Path, params: dict) -> list[str]:
 def run_part(half: str, seed: int, pilot: bool = False, update: bool = False) -> Path:
     half_profile(half)  # a known half
     ws = workspace(half, update)
-    params = part_params(read_yaml_mapping(ws / HALVES[half], HALVES[half]), seed, pilot)  # the workspace's own
+    params = part_params(read_params_file(ws / HALVES[half], HALVES[half]), seed, pilot)  # the workspace's own
     commit = git("rev-parse", "HEAD", cwd=ws)
     text = yaml.safe_dump(params, sort_keys=False)
     if not (ws / "params.yaml").is_file() or (ws / "params.yaml").read_text() != text:
@@ -216,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--update", action="store_true",
                      help="move the half's worktree to HEAD first (its finished runs stay; DVC re-runs what changed)")
     sub.add_parser("status", help="finished and missing parts")
+    sub.add_parser("register", help="record the study profiles' digests (after a deliberate, logged change)")
     verdicts = sub.add_parser("verdicts", help="finished parts -> reports/study/ (values, verdicts, claims.md/.tex/.png)")
     verdicts.add_argument("--out", default=str(STUDY))
     args = parser.parse_args(argv)
@@ -225,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_part(args.half, seed, args.pilot, args.update)
     elif args.command == "status":
         print("\n".join(status_lines()))
+    elif args.command == "register":
+        print(json.dumps(register(), indent=1))
     else:
         values_file = Path(args.out) / "values.json"
         write_json(merged_values(finished_parts()), values_file)

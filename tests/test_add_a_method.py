@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
+from common import profiles
 from common.errors import ConfigError
 from common.heads import MLPHead
 from common.methods import registry
@@ -40,7 +41,7 @@ class Toy(Method):
 
 
 def settings(tmp_path):
-    params = yaml.safe_load(open("profiles/smoke.yaml"))
+    params = profiles.load("smoke")
     params["cq"].update(methods=["toy"], toy={"proj_dim": 8})
     params["cq"]["views"]["toy"] = {"recipe": "simclr", "out_size": 32, "norm": "cifar10"}
     params["cq"]["train"].update(steps=2, batch_size=16)

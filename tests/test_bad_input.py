@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from common import profiles
 from common.checkpoint import save_checkpoint
 from tests.engine_fixtures import write_encoder
 
@@ -19,6 +20,13 @@ SMOKE = str(REPO / "profiles" / "smoke.yaml")
 CQ = ["cq.pretrain", "--params", SMOKE, "--method", "simclr", "--variant", "cq_a", "--backbone", "cifar_resnet20",
       "--out", "{out}"]
 BURN = ["burn.pretrain", "--params", SMOKE, "--method", "byol", "--backbone", "reactnet_a", "--out", "{out}"]
+PARAMS = profiles.render("smoke")  # the plain params.yaml of the smoke profile
+
+
+def replaced(text: str, old: str, new: str) -> str:
+    assert old in text, old  # a bad file that is not bad would test nothing
+    return text.replace(old, new, 1)
+
 
 FILES = {
     "invalid.yaml": "cq: {train: [unclosed\n",
@@ -26,8 +34,9 @@ FILES = {
     "no_cq_train.yaml": "seed: 0\nprecision: 6-16\ncq: {dataset: {name: synthetic}}\n",
     "no_cq_views.yaml": "seed: 0\ncq: {dataset: {name: synthetic}, train: {steps: 1}}\n",
     # what a failed `dvc exp run -S` leaves in params.yaml
-    "bad_precision.yaml": Path(SMOKE).read_text().replace("\nprecision: 6-16\n", "\nprecision: abc\n"),
-    "bad_byol_steps.yaml": Path(SMOKE).read_text().replace("  train_by_method: {}", "  train_by_method: {byol: {steps: 0}}", 1),
+    "bad_precision.yaml": replaced(PARAMS, "\nprecision: 6-16\n", "\nprecision: abc\n"),
+    "no_base.yaml": "extends: nothere\nprofile: smoke\n",  # a profile whose base file is missing
+    "bad_byol_steps.yaml": replaced(PARAMS, "  train_by_method: {}", "  train_by_method: {byol: {steps: 0}}"),
 }
 
 ENCODER_CLIS = {"linear": ["eval.linear", "--epochs", "1"], "knn": ["eval.knn"], "finetune": ["eval.finetune"]}
@@ -88,6 +97,9 @@ CASES = {
                                       "{out}/profile.json"], "git checkout"),
     "check_profile byol steps=0": (["common.profile_check", "--params", "{tmp}/bad_byol_steps.yaml", "--out",
                                     "{out}/profile.json"], "cq.train_by_method.byol.steps: expected an integer >= 1"),
+    "check_profile missing base": (["common.profile_check", "--params", "{tmp}/no_base.yaml", "--out",
+                                    "{out}/profile.json"], "no_base.yaml: /"),
+    "cq profile with a missing base": (["cq.pretrain", "--params", "{tmp}/no_base.yaml", *CQ[3:]], "nothere.yaml: not found"),
     "plan -S precision=abc": (["common.plan", "--params", SMOKE, "-S", "precision=abc"],
                               "with -S: precision: cannot parse 'abc'"),
     "plan -S seed=abc": (["common.plan", "--params", SMOKE, "-S", "seed=abc"], "seed: expected an integer"),

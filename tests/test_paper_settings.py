@@ -8,17 +8,17 @@ transfer, and the FP BatchNorm re-estimation of CQ encoders.
 from pathlib import Path
 
 import pytest
-import yaml
 
+from common import profiles
 from common.config import train_settings
 from common.errors import ConfigError
 from cq.pretrain import bn_reestimation_batches, build_cq
 from eval import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-PAPER = yaml.safe_load((REPO / "profiles" / "paper.yaml").read_text())
-SMALL_DATA = yaml.safe_load((REPO / "profiles" / "paper_small_data.yaml").read_text())
-ALL = {p.stem: yaml.safe_load(p.read_text()) for p in (REPO / "profiles").glob("*.yaml")}
+PAPER = profiles.load("paper")
+SMALL_DATA = profiles.load("paper_small_data")
+ALL = {name: profiles.load(name) for name in profiles.names()}
 
 
 def test_cq_simclr_on_imagenet_uses_simclrs_imagenet_temperature():

@@ -2,8 +2,8 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
+from common import profiles
 from common.errors import ConfigError
 from common.profile_check import check_profile, main
 
@@ -11,13 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_smoke_profile_is_the_embedded_params():
-    assert (REPO / "profiles" / "smoke.yaml").read_text() == (REPO / "params.yaml").read_text()
+    assert profiles.render("smoke") == (REPO / "params.yaml").read_text()
 
 
 def test_every_profile_names_itself_and_keeps_the_top_level_precision():
-    for path in sorted((REPO / "profiles").glob("*.yaml")):
-        params = yaml.safe_load(path.read_text())
-        assert path.stem.startswith(params["profile"])  # paper_small_data is a `paper` profile
+    for name in profiles.names():
+        params = profiles.load(name)
+        assert name.startswith(params["profile"])  # paper_small_data is a `paper` profile
         assert isinstance(params["precision"], str)  # `dvc exp run -S precision=4-16` works in each
 
 
@@ -46,7 +46,7 @@ def test_cli_exits_2_with_one_line_on_cpu(tmp_path, capsys, monkeypatch):
 def test_appendix_runs_are_checked_before_any_stage_runs():
     from common.profile_check import validate_params
 
-    params = yaml.safe_load((REPO / "profiles" / "paper_small_data.yaml").read_text())
+    params = profiles.load("paper_small_data")
     validate_params(params)
     for runs, says in ((["infomin-fewer-resnet50"], "no variant 'fewer' in burn.baseline_variants.infomin"),
                        (["burn-base-reactnet_a"], "'burn' is not a base method"),

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
+from common import profiles
 from common.backbones import build_backbone
-from common.config import train_settings
+from common.config import read_params_file, train_settings
 from common.engine import TrainConfig
 from common.profile_check import PROFILES
 from common.views import build_views
@@ -21,12 +21,12 @@ from eval import pipeline
 from reports.aggregate import aggregate, load_report_params
 
 REPO = Path(__file__).resolve().parents[1]
-PROFILE_FILES = sorted((REPO / "profiles").glob("*.yaml"))
+PROFILE_FILES = [profiles.profile_path(name) for name in profiles.names()]
 DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def load(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
+    return read_params_file(path)  # the base laid under the profile
 
 
 def test_the_profiles_are_there():
@@ -106,7 +106,7 @@ def test_dvc_resolves_the_pipeline_with_every_profile(tmp_path):
     subprocess.run([DVC, "config", "core.analytics", "false"], cwd=tmp_path, check=True, env=env)
     stages = {}
     for path in PROFILE_FILES:
-        shutil.copy(path, tmp_path / "params.yaml")
+        (tmp_path / "params.yaml").write_text(profiles.render(path.stem))
         out = subprocess.run([DVC, "stage", "list", "--name-only"], cwd=tmp_path, capture_output=True, text=True,
                              env=env)
         assert out.returncode == 0, f"{path.stem}: {out.stderr}"
@@ -125,3 +125,64 @@ def test_dvc_resolves_the_pipeline_with_every_profile(tmp_path):
 def test_the_parse_check_can_fail(monkeypatch):
     assert not parses("eval.knn", ["--encoder", "x.pt", "--out", "o", "--nope", "1"], monkeypatch)
     assert parses("eval.knn", ["--encoder", "x.pt", "--out", "o", "--dataset", "synthetic"], monkeypatch)
+
+
+def leaves(tree: dict, prefix: tuple = ()) -> dict:
+    """{(key, sub, ...): value} of a nested mapping; an empty mapping is a leaf."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(leaves(value, (*prefix, key)))
+        else:
+            out[(*prefix, key)] = value
+    return out
+
+
+def test_a_setting_every_profile_shares_is_written_once_in_the_base():
+    from common.config import read_yaml_mapping
+
+    resolved = {name: leaves(profiles.load(name)) for name in profiles.names()}
+    first, *others = resolved.values()
+    shared = {k: v for k, v in first.items() if all(k in o and o[k] == v for o in others)}
+    base = leaves(read_yaml_mapping(profiles.FOLDER / f"{profiles.BASE}.yaml"))
+    assert len(base) >= 25 and set(shared) >= set(base)  # the base holds only shared settings...
+    for name in profiles.names():
+        own = leaves(read_yaml_mapping(profiles.profile_path(name)))
+        assert own.get(("extends",)) == profiles.BASE
+        # ...and no profile writes one of them again
+        assert not [k for k in own if k in shared], name
+        assert not [k for k, v in own.items() if base.get(k, object()) == v], name
+
+
+def test_the_rendered_params_read_back_as_the_profile():
+    from common.config import parse_yaml
+
+    for name in profiles.names():
+        text = profiles.render(name)
+        assert text.startswith("# Rendered from profiles/base.yaml") and "extends" not in parse_yaml(text, name)
+        assert parse_yaml(text, name) == profiles.load(name)
+
+
+def test_extends_merges_key_by_key_and_bad_bases_are_one_error(tmp_path, capsys):
+    from common.config import ConfigError, load_params
+
+    (tmp_path / "base.yaml").write_text("a: {x: 1, y: [1, 2], z: {p: 1}}\nlr: '1e-3'\nkeep: 5\n")
+    (tmp_path / "one.yaml").write_text("extends: base\nprofile: one\na: {y: [3], z: {q: 2}}\nkeep: 6\n")
+    assert load_params(tmp_path / "one.yaml") == {"profile": "one", "a": {"y": [3], "z": {"q": 2, "p": 1}, "x": 1},
+                                                 "keep": 6, "lr": "1e-3"}
+    assert list(load_params(tmp_path / "one.yaml")) == ["profile", "a", "keep", "lr"]  # the profile's order first
+    text = profiles.render("one", tmp_path)
+    assert "'1e-3'" in text  # a string a YAML 1.2 reader would take for a float stays a string
+    for body, says in (("extends: nothere\n", "nothere.yaml: not found"),
+                       ("extends: loop\n", "a cycle"),
+                       ("extends: [base]\n", "extends: expected the name of a file beside it")):
+        (tmp_path / "loop.yaml").write_text(body)
+        with pytest.raises(ConfigError, match=says):
+            load_params(tmp_path / "loop.yaml")
+    assert profiles.names(tmp_path) == ["loop", "one"]  # the base is not a profile
+    out = tmp_path / "params.yaml"
+    assert profiles.main(["nope", "--out", str(out)]) == 2 and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "profile 'nope': not in" in err
+    assert profiles.main(["smoke", "--out", str(out)]) == 0
+    assert out.read_text() == profiles.render("smoke")

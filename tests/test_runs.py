@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from common import runs
+from common import profiles, runs
 from common.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +47,7 @@ def test_resolve_reads_a_precision_set_from_its_own_folder_or_the_runs_own(tmp_p
 def dvc_outputs(tmp_path: Path, profile: Path) -> set[str]:
     """The outputs of every stage of dvc.yaml, interpolated with `profile` (DVC's own reading)."""
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    shutil.copy(profile, tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(profiles.render(profile.stem))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     if not (tmp_path / ".dvc").exists():
         subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)
@@ -61,8 +60,8 @@ def dvc_outputs(tmp_path: Path, profile: Path) -> set[str]:
 
 @pytest.mark.parametrize("profile", ["smoke", "mini", "paper_small_data", "study_cq", "study_burn"])
 def test_dvc_yaml_writes_exactly_the_runs_the_contract_names(tmp_path, profile):
-    path = REPO / "profiles" / f"{profile}.yaml"
-    params = yaml.safe_load(path.read_text())
+    path = profiles.profile_path(profile)
+    params = profiles.load(profile)
     expected = {str(r.encoder) for key in runs.pretraining_keys(params)
                 for r in runs.runs_of(key, runs.key_seeds(key, params))}
     written = {o for o in dvc_outputs(tmp_path, path) if o.endswith("/encoder.pt")}
@@ -202,8 +201,8 @@ def test_appendix_runs_are_named_by_method_variant_and_backbone():
 
 def test_snapshots_live_in_their_own_folder_that_the_baseline_and_appendix_stages_declare(tmp_path):
     assert str(runs.snapshot_path("runs/burn/x/s0", 200)) == "runs/burn/x/s0/snapshots/encoder-e200.pt"
-    path = REPO / "profiles" / "paper_small_data.yaml"
-    params = yaml.safe_load(path.read_text())
+    path = profiles.profile_path("paper_small_data")
+    params = profiles.load("paper_small_data")
     outs = dvc_outputs(tmp_path, path)
     keys = [k for k in runs.pretraining_keys(params) if k.startswith("burn/")
             and runs.burn_run_kind(k.split("/")[1])[0] in ("baseline", "appendix")]

@@ -91,3 +91,17 @@ def test_a_failed_or_killed_stage_leaves_no_process_behind(tmp_path):
         time.sleep(0.05)
     else:
         raise AssertionError("the stage's child survived it")
+
+
+def test_the_study_profiles_are_the_registered_ones(tmp_path, monkeypatch):
+    """A change to a study profile, or to the base it extends, fails here until it is registered
+    again (and logged): the study's parts must all run the protocol fixed before them."""
+    registered = json.loads(study.REGISTERED.read_text())
+    assert set(registered) == set(study.HALVES)
+    for half, entry in registered.items():
+        assert entry["profile"] == study.HALVES[half]
+        assert study.profile_digest(study.half_profile(half)) == entry["sha256"], f"{half}: changed since registration"
+    changed = {**study.half_profile("burn"), "seeds": [1, 2]}
+    assert study.profile_digest(changed) != registered["burn"]["sha256"]
+    monkeypatch.setattr(study, "REGISTERED", tmp_path / "registered.json")
+    assert study.register() == registered and json.loads((tmp_path / "registered.json").read_text()) == registered

@@ -8,14 +8,15 @@ import sys
 import pytest
 import yaml
 
+from common.config import read_params_file
 from tests.engine_fixtures import clone_repo, run_timed
 
 
 @pytest.mark.e2e
 def test_a_part_runs_in_its_worktree_records_its_numbers_and_resumes(tmp_path):
     clone, env = clone_repo(tmp_path / "repo")
-    smoke = yaml.safe_load((clone / "profiles" / "smoke.yaml").read_text())
-    half = yaml.safe_load((clone / "profiles" / "study_cq.yaml").read_text())
+    smoke = read_params_file(clone / "profiles" / "smoke.yaml")  # with the base laid under each
+    half = read_params_file(clone / "profiles" / "study_cq.yaml")
     half["seeds"] = [1, 2]
     half["cq"] = {**smoke["cq"], "methods": ["simclr"], "variants": ["cq_c"],
                   "precision_sets": {"sets": [], "methods": [], "variants": []}}
