@@ -273,13 +273,16 @@ def measure(key: str, what: Mapping[str, Any], root: Path) -> dict[int, Any]:
         return {seed: grad_norm_peak(folder) for seed, folder in runs.resolve(key, root).items()}
     out = {}
     for seed, folder in runs.resolve(key, root, under=root / "eval" / what["suite"]).items():
-        metrics = runs.read_metrics(folder / (what.get("item") or "") / runs.METRICS)
+        path = folder / (what.get("item") or "") / runs.METRICS
+        metrics = runs.read_metrics(path)
         if metrics is None:
             out[seed] = "not run"
         elif metrics.get("status", "ok") != "ok":
             out[seed] = str(metrics["status"])
-        else:
+        else:  # a finished evaluation without the number: the claim names a key the suite does not write
             out[seed] = runs.value_at(metrics, what["key"])
+            if out[seed] is None:
+                raise ConfigError(f"{path}: no value at {what['key']!r} (eval.key of the claims file)")
     return out
 
 

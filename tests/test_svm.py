@@ -10,11 +10,13 @@ from PIL import Image
 from sklearn.svm import LinearSVC
 
 from common.errors import ConfigError
+from common.runs import value_at
 from eval import liblinear as solver
 from eval.liblinear import RowStore, span_basis, train_svms
 from eval.svm import (NEG_PER_POS, VOC_CLASSES, lowshot_choices, lowshot_samples, main, make_svm_data, run_full,
                       run_lowshot, save_features, stratified_folds)
 from eval.voc_ap import average_precision
+from reports import claims as claims_module
 
 
 def synthetic_labels(rng, n, num_classes, rate=0.25, difficult=0.05):
@@ -363,6 +365,8 @@ def test_cli_end_to_end_on_voc2007_subset(voc_features, tmp_path, capsys):
     dog = VOC_CLASSES.index("dog")
     assert len(entry["positives"]) == 2 and len(entry["negatives"]) == 38
     assert np.all(tv_labels[entry["positives"], dog] == 1) and np.all(tv_labels[entry["negatives"], dog] == -1)
+    svm_claims = [c for c in claims_module.load_claims() if c.eval["suite"] == "svm"]
+    assert svm_claims and all(isinstance(value_at(metrics, c.eval["key"]), float) for c in svm_claims)
     settings = metrics["settings"]
     assert settings["costs"] == [0.1, 1.0, 10.0] and settings["samples"] == 2 and settings["num_trainval"] == 500
     assert "full-set mAP" in capsys.readouterr().out
