@@ -27,7 +27,7 @@ re-runs only the stages the change touches.
 The study's profiles are pre-registered: reports/study/registered.json holds a digest of each
 half's profile (its base laid under it), and a test fails when a profile, or the base it extends,
 no longer matches. A deliberate change is registered again (`register`) and logged in
-reports/study/README.md.
+reports/study/RUN.md.
 """
 from __future__ import annotations
 
