@@ -49,7 +49,7 @@ import yaml  # noqa: E402
 
 from bench.jpegs import write_folder  # noqa: E402
 from common import runs  # noqa: E402
-from common.config import load_params  # noqa: E402
+from common.config import dump_params, load_params  # noqa: E402
 
 # Training-set sizes of the data sets the paper profiles pretrain and evaluate on.
 DATASET_IMAGES = {"data/imagenet": 1_281_167, "data/imagenet100": 126_689, "cifar100": 50_000}
@@ -261,7 +261,7 @@ def measure_cq(rec: Recorder, work: Path, s: Settings, device: torch.device, log
                params: dict, plan: list[tuple[str, str, tuple[str, ...]]]) -> Path | None:
     """CQ pretraining runs (SimCLR base) of one paper profile; the SimCLR ResNet-18 encoder."""
     pfile = work / f"params-{profile}.yaml"
-    pfile.write_text(yaml.safe_dump(params, sort_keys=False))
+    pfile.write_text(dump_params(params))
     size = params["cq"]["views"]["simclr"]["out_size"]
     batch = params["cq"]["train"]["batch_size"]
     prefix = "cq_pretrain" if profile == "paper" else "cq_small"
@@ -439,7 +439,7 @@ def detection(work: Path, encoder: Path, s: Settings, log: Path) -> Result:
         over.update(batch_size=2, train_sizes=[96], test_size=96, max_size=128, anchor_sizes=[16, 32, 64],
                     pooler_resolution=8)
     pfile = work / "params-detection.yaml"
-    pfile.write_text(yaml.safe_dump({"detection": over}))
+    pfile.write_text(dump_params({"detection": over}))
     out = work / "detection"
     status = call(["-m", "eval.detection", "--encoder", str(encoder), "--out", str(out), "--profile", "paper",
                    "--params", str(pfile)], log, s.timeout)

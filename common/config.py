@@ -48,6 +48,13 @@ for _cls in (ParamsLoader, ParamsDumper):
     _cls.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
 
 
+def dump_params(data: Any, flow: bool | None = None) -> str:
+    """Parameters as YAML text that parse_yaml (and DVC) read back to the same values; key order kept.
+    `flow=True` gives one line (a mapping on a command line)."""
+    return yaml.dump(data, Dumper=ParamsDumper, sort_keys=False, default_flow_style=flow, width=100,
+                     allow_unicode=True)
+
+
 def parse_yaml(text: str, source: str) -> Any:
     """YAML text -> Python (YAML 1.2 numbers); invalid YAML is a ConfigError naming `source`."""
     try:

@@ -12,10 +12,9 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 
 from common.checkpoint import atomic_write
-from common.config import ParamsDumper, cli_main, read_params_file
+from common.config import cli_main, dump_params, read_params_file
 from common.errors import ConfigError
 
 FOLDER = Path(__file__).resolve().parents[1] / "profiles"
@@ -42,9 +41,7 @@ def render(name: str, folder: Path = FOLDER) -> str:
     """The profile as DVC reads it: one plain YAML mapping, with a header naming its sources."""
     header = (f"# Rendered from profiles/{BASE}.yaml and profiles/{name}.yaml by `make profile PROFILE={name}`\n"
               "# (python -m common.profiles). Edit those files and render again; DVC reads this one.\n")
-    body = yaml.dump(load(name, folder), Dumper=ParamsDumper, sort_keys=False, default_flow_style=None,
-                     width=100, allow_unicode=True)
-    return header + body
+    return header + dump_params(load(name, folder))
 
 
 @cli_main

@@ -68,11 +68,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 
 from common.checkpoint import write_json
 from common import runs
-from common.config import cli_main, read_params_file
+from common.config import cli_main, dump_params, read_params_file
 from common.errors import ConfigError
 from eval.guard import pretraining_diverged, write_not_run
 
@@ -104,7 +103,7 @@ def to_argv(args: dict) -> list[str]:
         if value is True:
             argv.append(flag)
         elif isinstance(value, dict):
-            argv += [flag, yaml.safe_dump(value, default_flow_style=True).strip()]
+            argv += [flag, dump_params(value, flow=True).strip()]
         elif isinstance(value, (list, tuple)):
             argv += [flag, ",".join(str(v) for v in value)]
         else:

@@ -42,11 +42,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 
 from common import runs
 from common.checkpoint import atomic_write, write_json
-from common.config import cli_main, read_params_file
+from common.config import cli_main, dump_params, read_params_file
 from common.errors import ConfigError
 from reports import claims as claims_module
 
@@ -158,7 +157,7 @@ def run_part(half: str, seed: int, pilot: bool = False, update: bool = False) ->
     ws = workspace(half, update)
     params = part_params(read_params_file(ws / HALVES[half], HALVES[half]), seed, pilot)  # the workspace's own
     commit = git("rev-parse", "HEAD", cwd=ws)
-    text = yaml.safe_dump(params, sort_keys=False)
+    text = dump_params(params)
     if not (ws / "params.yaml").is_file() or (ws / "params.yaml").read_text() != text:
         atomic_write(ws / "params.yaml", lambda tmp: tmp.write_text(text))
     for folder in ("runs/cq", "runs/burn"):  # the evaluation stages depend on both

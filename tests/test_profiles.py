@@ -163,6 +163,21 @@ def test_the_rendered_params_read_back_as_the_profile():
         assert parse_yaml(text, name) == profiles.load(name)
 
 
+def test_parameters_written_by_the_project_read_back_unchanged():
+    """Strings YAML 1.2 would read as numbers stay strings (PyYAML's own dumper leaves "1e-3"
+    bare), key order is kept, and the flow form is one line, as a command-line option needs."""
+    import yaml
+
+    from common.config import dump_params, parse_yaml
+
+    data = {"z": "1e-3", "a": 1e-3, "lr": ".5", "nested": {"b": "5.", "list": [1, "2e5"]}}
+    assert parse_yaml(yaml.safe_dump(data), "plain")["z"] != "1e-3"  # the trap dump_params avoids
+    for flow in (None, True):
+        text = dump_params(data, flow=flow)
+        assert parse_yaml(text, "dumped") == data and list(parse_yaml(text, "dumped")) == ["z", "a", "lr", "nested"]
+    assert "\n" not in dump_params(data, flow=True).strip()
+
+
 def test_extends_merges_key_by_key_and_bad_bases_are_one_error(tmp_path, capsys):
     from common.config import ConfigError, load_params
 
