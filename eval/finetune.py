@@ -67,7 +67,7 @@ from common.syncbn import convert_sync_batchnorm
 from common.views import build_views
 from eval.features import (DataSpec, TransformSpec, add_data_args, eval_process, file_sha256, load_backbone,
                            parse_options, resolve_device)
-from eval.sharded import batch_loss, crop_source, epoch_batches, sum_over_ranks
+from eval.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks
 from eval.linear import finish, new_linear, schedule_for, sgd_for, topk_accuracy
 from eval.presets import FINETUNE_PRESETS, TrainPreset, get_preset, parse_floats
 
@@ -115,11 +115,11 @@ def finetune(model: Classifier, labelled: Dataset, test_set: Dataset, preset: Tr
     views, _ = build_views("crop_flip", image_size, norm=norm)
     generator = torch.Generator().manual_seed(seed)
     source, epoch_order = crop_source(labelled, views, seed)  # image folders: crops from the whole file
+    loader = EpochLoader(source, batch, device, num_workers)
     status, loss_value, step, seen, started = "ok", None, 0, 0, time.perf_counter()
     model.train()
     for epoch in range(preset.epochs):
-        order = epoch_order(epoch, generator)
-        for images, labels, part in epoch_batches(source, order, batch, device, num_workers):
+        for images, labels, part in loader.epoch(epoch_order(epoch, generator)):
             seen += part[0]
             apply_schedule(optimizer, schedule, step)
             loss = batch_loss(model(views(images, generator, part, slot=0)), labels, part[0])

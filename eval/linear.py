@@ -63,7 +63,7 @@ from common.provenance import provenance
 from common.views import build_views
 from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_args, add_extractor_args,
                            eval_process, extractor_from_args, is_main_process, spec_from_args)
-from eval.sharded import batch_loss, crop_source, epoch_batches, sum_over_ranks
+from eval.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks
 from eval.presets import LINEAR_PRESETS, TrainPreset, get_preset
 
 MODES = ("cached", "augment")
@@ -165,10 +165,10 @@ def augmented_batches(model: nn.Module, dataset: Dataset, views, batch_size: int
     of this rank's rows of every global batch (`eval.sharded`); image folders crop from the whole
     file (`eval.sharded.crop_source`)."""
     source, epoch_order = crop_source(dataset, views, seed)
+    loader = EpochLoader(source, batch_size, device, num_workers)
 
     def batches(epoch: int):
-        order = epoch_order(epoch, generator)
-        for images, labels, part in epoch_batches(source, order, batch_size, device, num_workers):
+        for images, labels, part in loader.epoch(epoch_order(epoch, generator)):
             with torch.no_grad():
                 x = model(views(images, generator, part, slot=0)).float()
             yield x, labels, part[0]

@@ -63,24 +63,47 @@ class _Rows:
         return sum(1 for _, _, rows in self.blocks if rows)
 
 
-def epoch_batches(dataset: Dataset, order: Sequence[int], batch_size: int, device: torch.device,
-                  num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
-    """(images, labels, (global batch size, first row)) of this rank for every global batch of
-    `order`; a rank with no rows in a batch gets zero-row tensors (it still joins the collectives)."""
-    rank, world = rank_world()
-    rows = _Rows(order, batch_size, rank, world)
-    loader = iter(DataLoader(dataset, batch_sampler=rows, num_workers=num_workers,
-                             pin_memory=device.type == "cuda", collate_fn=collate_fn(dataset)))
-    shape = None
-    for total, start, block in rows.blocks:
-        if block:
-            images, labels = next(loader)
-            shape = images.shape[1:]
-            labels = torch.as_tensor(labels).long()
-        else:
-            shape = shape if shape is not None else torch.as_tensor(dataset[order[0]][0]).shape
-            images, labels = torch.empty((0, *shape), dtype=torch.uint8), torch.empty(0, dtype=torch.long)
-        yield images.to(device, non_blocking=True), labels.to(device), (total, start)
+class _EpochRows:
+    """Batch sampler of a loader that serves many epochs: the rows of the epoch set last."""
+
+    def __init__(self):
+        self.rows = _Rows([], 1, 0, 1)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class EpochLoader:
+    """This rank's batches of each epoch's order, from one DataLoader whose worker processes start
+    once (`persistent_workers`): starting them again every epoch would be most of an epoch on a
+    small labelled split. The main process hands the workers each epoch's rows."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int = 0):
+        self.dataset, self.batch_size, self.device = dataset, batch_size, device
+        self.rank, self.world = rank_world()
+        self.sampler = _EpochRows()
+        self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers,
+                                 pin_memory=device.type == "cuda", collate_fn=collate_fn(dataset),
+                                 persistent_workers=num_workers > 0)
+
+    def epoch(self, order: Sequence) -> Iterator[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
+        """(images, labels, (global batch size, first row)) of this rank for every global batch of
+        `order`; a rank with no rows in a batch gets zero-row tensors (it still joins the collectives)."""
+        rows = self.sampler.rows = _Rows(order, self.batch_size, self.rank, self.world)
+        loader = iter(self.loader)
+        shape = None
+        for total, start, block in rows.blocks:
+            if block:
+                images, labels = next(loader)
+                shape = images.shape[1:]
+                labels = torch.as_tensor(labels).long()
+            else:
+                shape = shape if shape is not None else torch.as_tensor(self.dataset[order[0]][0]).shape
+                images, labels = torch.empty((0, *shape), dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+            yield images.to(self.device, non_blocking=True), labels.to(self.device), (total, start)
 
 
 def batch_loss(logits: torch.Tensor, labels: torch.Tensor, total: int) -> torch.Tensor:

@@ -61,6 +61,37 @@ def test_rank_blocks_split_every_batch_once_and_evenly():
     assert [len(_Rows(list(range(8)), 7, r, 2)) for r in range(2)] == [2, 1]  # last batch of 1: rank 1 has none
 
 
+class _WhoLoaded:
+    """Item i: a 1x2x2 image filled with i, and the id of the process that loaded it."""
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        import torch
+
+        return torch.full((1, 2, 2), i, dtype=torch.uint8), os.getpid()
+
+
+def test_an_evaluation_loader_starts_its_workers_once():
+    """One loader serves every epoch: the same worker process loads each epoch's rows (a loader
+    built per epoch starts a new one each time), and every epoch gets exactly its order."""
+    import torch
+
+    from eval.sharded import EpochLoader
+
+    loader = EpochLoader(_WhoLoaded(), 4, torch.device("cpu"), num_workers=1)
+    workers = set()
+    for order in ([5, 4, 3, 2, 1, 0], [0, 2, 4, 1, 3, 5], [3, 3, 1]):
+        seen, parts = [], []
+        for images, pids, part in loader.epoch(order):
+            seen += images[:, 0, 0, 0].tolist()
+            parts.append(part)
+            workers |= set(pids.tolist())
+        assert seen == order and parts == [(len(order[i:i + 4]), 0) for i in range(0, len(order), 4)]
+    assert len(workers) == 1 and os.getpid() not in workers
+
+
 @pytest.mark.e2e
 def test_two_ranks_train_what_one_process_trains(tmp_path):
     """Augmented linear evaluation and fine-tuning (random crops and flips, BatchNorm in train mode)
