@@ -12,7 +12,6 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-
 from common.checkpoint import atomic_write
 from common.config import cli_main, dump_params, read_params_file
 from common.errors import ConfigError

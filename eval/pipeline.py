@@ -68,7 +68,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-
 from common.checkpoint import write_json
 from common import runs
 from common.config import cli_main, dump_params, read_params_file

@@ -42,7 +42,6 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-
 from common import runs
 from common.checkpoint import atomic_write, write_json
 from common.config import cli_main, dump_params, read_params_file
