@@ -330,8 +330,9 @@ def sanity(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]]) -> 
 
 
 def sanity_rows(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]]) -> list[dict]:
-    """The sanity line per measured arm: mean kNN / linear top-1 over its seeds (percent) and the
-    mean margin over its untrained network; the FP teacher (no margin) last."""
+    """The sanity line per measured arm: mean kNN / linear top-1 over its seeds (percent, with the
+    half-width of its 95 % t interval) and the mean margin over its untrained network; the FP
+    teacher (no margin) last."""
     margins = sanity(claims, values)
     arms = [(name, arm) for name, (arm, _) in sanity_arms(claims).items()] + [("burn/teacher (FP)", TEACHER)]
     rows = []
@@ -340,7 +341,7 @@ def sanity_rows(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]]
         for suite in SANITY_SUITES:
             found = [_number(v) for v in values.get(measurement_key(arm, {"suite": suite, "key": "top1"}), {}).values()]
             found = [100 * v for v in found if v is not None]
-            row[suite] = sum(found) / len(found) if found else None
+            row[suite], _, row[f"{suite}_half"] = mean_interval(found) if found else (None, None, None)
             row[f"{suite}_n"] = len(found)
             row[f"{suite}_margin"] = margins.get(name, {}).get(suite)
         if row["knn"] is None and row["linear"] is None:
@@ -359,18 +360,20 @@ def sanity_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return ""
 
-    def pct(x: float | None) -> str:
-        return "–" if x is None else f"{x:.2f}"
+    def pct(x: float | None, half: float | None = None) -> str:
+        return "–" if x is None else f"{x:.2f}" + ("" if half is None else f" ± {half:.2f}")
 
     lines = ["| arm | seeds | kNN top-1 | kNN − untrained | linear top-1 | linear − untrained | passes |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         passes = {True: "yes", False: "**no**", None: "–"}[r["passes"]]
-        lines.append(f"| {r['arm']} | {max(r['knn_n'], r['linear_n'])} | {pct(r['knn'])} | {_fmt(r['knn_margin'])} | "
-                     f"{pct(r['linear'])} | {_fmt(r['linear_margin'])} | {passes} |")
+        lines.append(f"| {r['arm']} | {max(r['knn_n'], r['linear_n'])} | {pct(r['knn'], r['knn_half'])} | "
+                     f"{_fmt(r['knn_margin'])} | {pct(r['linear'], r['linear_half'])} | {_fmt(r['linear_margin'])} | "
+                     f"{passes} |")
     return (f"\n## Sanity line\n\nEvery trained arm must beat its untrained network by {SANITY_POINTS:.0f} points in "
             "kNN and in linear top-1 (means over seeds of the paired margins); an arm that does not makes its "
-            "claims \"not testable at this scale\". The FP teacher of BURN is listed with its own accuracy.\n\n"
+            "claims \"not testable at this scale\". Top-1: mean over seeds ± the half-width of its 95 % t "
+            "interval. The FP teacher of BURN is listed with its own accuracy.\n\n"
             + "\n".join(lines) + "\n")
 
 

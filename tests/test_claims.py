@@ -184,6 +184,7 @@ def test_measurements_come_from_the_runs_through_the_run_contract(tmp_path):
     assert "burn/burn" not in table  # no number on any seed: not listed
     page = C.sanity_markdown(C.sanity_rows(claims, values))
     assert "| burn/s2bnn | 1 | 35.00 | +5.00 | 35.00 | +5.00 | **no** |" in page
+    assert "| cq/simclr/cq_c | 2 | " in page and "| 50.00 ± 0.00 | +20.00 | yes |" in page  # two equal seeds
     # a finished evaluation without the claim's number: the claims file names a key the suite does not write
     fake_run(tmp_path, "eval/linear/burn/burn-stage2", 0, {"status": "ok", "top5": 0.9})
     with pytest.raises(ConfigError, match=r"burn-stage2/s0/metrics.json: no value at 'top1'"):
