@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python -m ...`: run them with the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro plan compare test test-fast test-learning bench gpu-check lock clean-venv profile study-part study-status study-verdicts
+.PHONY: setup repro plan compare test test-fast test-learning bench gpu-check lock clean-venv profile study study-part study-status study-verdicts
 
 setup: $(STAMP)
 
@@ -63,8 +63,12 @@ profile: setup
 	@test -n "$(PROFILE)" || { echo "usage: make profile PROFILE=<name of a file in profiles/ other than base>"; exit 2; }
 	$(PY) -m common.profiles $(PROFILE) --out params.yaml
 
-# The claims study (reports/study/README.md): `make study-part HALF=cq SEED=1` runs one part in the
-# background-safe way (resumes a killed one); status lists what is missing; verdicts renders them.
+# The claims study (reports/study/README.md): `make study` runs every missing part, then the verdicts
+# (the whole study from a fresh clone); `make study-part HALF=cq SEED=1` runs one part (resumes a
+# killed one); status lists what is missing; verdicts renders them.
+study: setup
+	$(PY) -m reports.study all
+
 study-part: setup
 	@test -n "$(HALF)" && test -n "$(SEED)" || { echo "usage: make study-part HALF=cq|burn SEED=<seed>"; exit 2; }
 	$(PY) -m reports.study run $(HALF) --seed $(SEED)

@@ -3,6 +3,7 @@
     python -m reports.study run cq --seed 1     # one part: one half of the study, one seed (repeat --seed: several)
     python -m reports.study status              # which parts are finished, which are missing
     python -m reports.study verdicts            # the finished parts -> reports/study/claims.md, ...
+    python -m reports.study all                 # every missing part of both halves, then the verdicts
     python -m reports.study register            # record the study profiles as they now stand
 
 Halves: ``cq`` (profiles/study_cq.yaml) and ``burn`` (profiles/study_burn.yaml); each profile's
@@ -207,6 +208,18 @@ def merged_values(parts: Sequence[dict]) -> dict[str, dict[str, object]]:
     return values
 
 
+def missing_parts() -> list[tuple[str, int]]:
+    """(half, seed) of every study part without a finished part file, in the order `all` runs them."""
+    return [(half, seed) for half in HALVES for seed in runs.profile_seeds(half_profile(half))
+            if not part_path(half, seed).is_file()]
+
+
+def render_verdicts(out: Path) -> int:
+    values_file = out / "values.json"
+    write_json(merged_values(finished_parts()), values_file)
+    return claims_module.main(["--values", str(values_file), "--out", str(out)])
+
+
 def status_lines() -> list[str]:
     lines = []
     for half in HALVES:
@@ -232,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="a seed outside the study's, to try its schedule (reports/study/pilots/, never a verdict)")
     run.add_argument("--update", action="store_true",
                      help="move the half's worktree to HEAD first (its finished runs stay; DVC re-runs what changed)")
+    everything = sub.add_parser("all", help="every missing part of both halves, in order, then the verdicts: "
+                                            "the whole study from a fresh clone")
+    everything.add_argument("--out", default=str(STUDY))
     sub.add_parser("status", help="finished and missing parts")
     sub.add_parser("register", help="record the study profiles' digests (after a deliberate, logged change)")
     verdicts = sub.add_parser("verdicts", help="finished parts -> reports/study/ (values, verdicts, claims.md/.tex/.png)")
@@ -245,10 +261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(status_lines()))
     elif args.command == "register":
         print(json.dumps(register(), indent=1))
+    elif args.command == "all":
+        for half, seed in missing_parts():
+            run_part(half, seed)
+        return render_verdicts(Path(args.out))
     else:
-        values_file = Path(args.out) / "values.json"
-        write_json(merged_values(finished_parts()), values_file)
-        return claims_module.main(["--values", str(values_file), "--out", args.out])
+        return render_verdicts(Path(args.out))
     return 0
 
 

@@ -70,6 +70,19 @@ def test_status_names_the_finished_parts_and_the_command_for_each_missing_one(tm
     assert any(line.endswith("(python -m reports.study run burn --seed %d)" % seed) for line in lines)
 
 
+def test_all_runs_only_the_missing_parts_then_renders_the_verdicts(tmp_path, monkeypatch):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    seeds = {half: study.half_profile(half)["seeds"] for half in study.HALVES}
+    (parts / f"cq-s{seeds['cq'][0]}.json").write_text(json.dumps(part("cq", seeds["cq"][0], {})))
+    monkeypatch.setattr(study, "PARTS", parts)
+    assert study.missing_parts() == [("cq", s) for s in seeds["cq"][1:]] + [("burn", s) for s in seeds["burn"]]
+    monkeypatch.setattr(study, "PARTS", study.STUDY / "parts")  # the committed parts: the study is complete
+    assert study.missing_parts() == []
+    assert study.main(["all", "--out", str(tmp_path / "out")]) == 0  # so nothing trains
+    assert (tmp_path / "out" / "claims.md").is_file() and (tmp_path / "out" / "verdicts.json").is_file()
+
+
 def test_a_failed_or_killed_stage_leaves_no_process_behind(tmp_path):
     """What a part's DVC call starts runs in its own process group, ended when the call does not
     finish cleanly: a training child cannot outlive its stage (and write beside its re-run)."""
