@@ -1,4 +1,4 @@
-"""The one training loop every method uses (DESIGN.md, "The flow of one run").
+"""The one training loop every method uses (README, "Training engine").
 
 CPU or GPU; one process or many under ``torchrun`` (DistributedDataParallel: NCCL on GPU, gloo
 on CPU); a resumable distributed sampler; optional SyncBatchNorm; bf16 autocast and
