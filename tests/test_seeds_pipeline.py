@@ -5,7 +5,6 @@ A fresh clone of the smoke profile cut down to what CQ Table 2 reads (SimCLR and
 evaluation; the smallest BURN chain, which the evaluation stage depends on), so that it runs in a
 few minutes.
 """
-import json
 import re
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.engine_fixtures import clone_repo, run_timed
+from tests.engine_fixtures import REPO, clone_repo, run_timed
 
 CELL = re.compile(r"^-?\d+\.\d\d ± \d+\.\d\d \(n=2\) vs ")
 
@@ -43,27 +42,19 @@ def test_two_seeds_give_every_cell_a_mean_and_an_interval(tmp_path):
     assert cq_a.startswith("not run"), row  # not in this profile: no number invented
 
 
-def measured_numbers(measured: dict):
-    """(table, row, column, cell) for every cell of a measured.json that holds a number."""
-    for table_id, table in measured["tables"].items():
-        for row, columns in table["cells"].items():
-            for column, cell in columns.items():
-                if not isinstance(cell, str):
-                    yield table_id, row, column, cell
-
-
 def test_the_committed_mini_snapshot_has_every_seed_of_the_mini_profile():
     """reports/mini/ is one dvc repro of the mini profile: each number in it is a mean over the
     profile's seeds with its interval (fails when the seeds change and the snapshot is not made
     again)."""
     from common import profiles
-    root = Path(__file__).resolve().parents[1]
+    from reports.tables import load_measured, load_paper_tables
     seeds = profiles.load("mini")["seeds"]
-    measured = json.loads((root / "reports" / "mini" / "measured.json").read_text())
-    cells = list(measured_numbers(measured))
+    snapshot = REPO / "reports" / "mini"
+    measured = load_measured(snapshot / "measured.json", load_paper_tables())  # also checks its keys
+    cells = [(t, key, cell) for t, table in measured.tables.items()
+             for key, cell in table.cells.items() if cell.has_value]
     assert len(seeds) >= 2 and len(cells) > 100
-    wrong = [(t, r, c) for t, r, c, cell in cells
-             if not (isinstance(cell, dict) and cell.get("n") == len(seeds) and cell.get("half") is not None)]
+    wrong = [(t, key) for t, key, cell in cells if not (cell.n == len(seeds) and cell.half is not None)]
     assert wrong == []
-    rendered = "".join(p.read_text() for p in (root / "reports" / "mini" / "tables").glob("*.md"))
+    rendered = "".join(p.read_text() for p in (snapshot / "tables").glob("*.md"))
     assert rendered.count(f"(n={len(seeds)})") == len(cells)  # each number is rendered with its n
