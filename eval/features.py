@@ -78,7 +78,7 @@ from common.views import ViewPipeline, eval_transform
 
 LAYERS = ("pooled", "last_stage_pool2")
 CACHE_VERSION = 1  # bump when the extraction itself changes meaning
-DEFAULT_NORMS = {"cifar10": "cifar10", "cifar100": "cifar100", "synthetic": "cifar10",
+DEFAULT_NORMS = {"cifar10": "cifar10", "cifar10_jpeg": "cifar10", "cifar100": "cifar100", "synthetic": "cifar10",
                  "synthetic_cls": "cifar10", "synthetic_det": "cifar10"}
 
 

@@ -21,7 +21,7 @@ from common.data.subsets import label_fraction_indices
 from common.errors import ConfigError
 from tests.seeds import seed
 
-NAMES = ["cifar10", "cifar100", "imagefolder", "synthetic", "synthetic_cls", "synthetic_det",
+NAMES = ["cifar10", "cifar100", "cifar10_jpeg", "imagefolder", "synthetic", "synthetic_cls", "synthetic_det",
          "voc07_cls", "voc_det"]
 
 

@@ -6,6 +6,7 @@
 | `synthetic_cls` | uint8 (3, S, S), float (20,) in {1, 0, -1}       | none                        |
 | `synthetic_det` | uint8 (3, S, S), {boxes, labels, difficult, ...} | none                        |
 | `cifar10`       | uint8 (3, 32, 32), int                           | holds `cifar-10-batches-py` |
+| `cifar10_jpeg`  | uint8 (3, 32, 32), int                           | holds `cifar10-jpeg.zip`    |
 | `cifar100`      | uint8 (3, 32, 32), int                           | holds `cifar-100-python`    |
 | `imagefolder`   | uint8 (3, L, L), int; L = load_size (256)        | `<split>/<class>/<image>`   |
 | `voc07_cls`     | uint8 (3, L, L), float (20,) in {1, 0, -1}       | holds `VOCdevkit`           |
@@ -26,6 +27,7 @@ from typing import Callable
 from torch.utils.data import Dataset
 
 from common.data.cifar import CIFAR10, CIFAR100, PartialDatasetWarning
+from common.data.cifar_jpeg import CIFAR10JPEG
 from common.data.folder import ImageFolder
 from common.data.synthetic import SyntheticClassification, SyntheticDetection, SyntheticMultiLabel
 from common.data.voc import VOC_CLASSES, VOCClassification, VOCDetection
@@ -36,6 +38,7 @@ _REGISTRY: dict[str, Callable[..., Dataset]] = {
     "synthetic_cls": SyntheticMultiLabel,
     "synthetic_det": SyntheticDetection,
     "cifar10": CIFAR10,
+    "cifar10_jpeg": CIFAR10JPEG,
     "cifar100": CIFAR100,
     "imagefolder": ImageFolder,
     "voc07_cls": VOCClassification,
@@ -69,6 +72,6 @@ def build_dataset(name: str, root: str | Path | None, split: str, **kwargs) -> D
 
 __all__ = [
     "build_dataset", "list_datasets", "register_dataset", "PartialDatasetWarning", "VOC_CLASSES",
-    "CIFAR10", "CIFAR100", "ImageFolder", "VOCClassification", "VOCDetection",
+    "CIFAR10", "CIFAR10JPEG", "CIFAR100", "ImageFolder", "VOCClassification", "VOCDetection",
     "SyntheticClassification", "SyntheticMultiLabel", "SyntheticDetection",
 ]
