@@ -29,6 +29,18 @@ def params_hash(params: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux; platform's guess elsewhere): a study part
+    records the CPU that trained it, since float trajectories differ between CPU families."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"

@@ -68,6 +68,7 @@ from common.views import build_views
 from eval.features import (DataSpec, TransformSpec, add_data_args, eval_process, file_sha256, load_backbone,
                            parse_options, resolve_device)
 from eval.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks
+from eval import predictions
 from eval.linear import finish, new_linear, schedule_for, sgd_for, topk_accuracy
 from eval.presets import FINETUNE_PRESETS, TrainPreset, get_preset, parse_floats
 
@@ -137,7 +138,8 @@ def finetune(model: Classifier, labelled: Dataset, test_set: Dataset, preset: Tr
     logits, targets = extract_features(model, test_set, TransformSpec.build(
         {"image_size": image_size, "resize": None, "norm": norm}), 256, device, num_workers)
     return {"status": status, "epochs_run": epoch + 1, "final_loss": loss_value,
-            "train_images_per_s": seen / seconds, **topk_accuracy(logits, targets.long())}
+            "train_images_per_s": seen / seconds, **topk_accuracy(logits, targets.long()),
+            **predictions.encode(logits, targets)}
 
 
 def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset_name: str = "burn",
@@ -171,6 +173,9 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
                               resolved["image_size"], resolved["norm"], seed, device, num_workers)
             runs.append({"backbone_lr": lr, "head_multiplier": mult, "head_lr": lr * mult, **result})
     best = max(runs, key=lambda r: r["top1"])  # max keeps the first of equal values
+    per_image = best[predictions.KEY]  # kept once, for the selected run
+    for r in runs:
+        del r[predictions.KEY]
     return {
         "suite": "finetune", "preset": preset_name, "settings": base.as_dict(),
         "precision": "fp" if bits is None or bits >= 32 else f"{int(bits)}-bit",
@@ -178,7 +183,8 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
         "fraction": fraction, "list_file": str(list_file) if list_file else None,
         "num_labelled": len(indices), "num_test": len(test_set), "num_classes": num_classes,
         "selection": "test_top1", "runs": runs, "best": best,
-        "top1": best["top1"], "top5": best["top5"], "status": best["status"], "seed": seed,
+        "top1": best["top1"], "top5": best["top5"], predictions.KEY: per_image, "status": best["status"],
+        "seed": seed,
         "transform": resolved, "encoder": str(encoder_path), "encoder_sha256": sha,
         "data": {"train": train_spec.record(), "test": test_spec.record()},
         "seconds": round(time.time() - started, 3),

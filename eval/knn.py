@@ -6,7 +6,8 @@ k and T are parameters (defaults 200 and 0.07: the papers give none). Features c
 `eval.features.FeatureExtractor` (the backbone's pooled output, evaluation transform, cached),
 so a kNN run after a linear run on the same checkpoint extracts nothing.
 
-Output: top-1 and top-5 (fractions in [0, 1]; top-5 ranks the classes by their total vote).
+Output: top-1 and top-5 (fractions in [0, 1]; top-5 ranks the classes by their total vote), and
+every test image's top-1 prediction (`eval.predictions`).
 
 CLI:
     python -m eval.knn --encoder runs/.../encoder.pt --dataset cifar10 --root ROOT --out DIR \
@@ -26,6 +27,7 @@ from common.errors import ConfigError
 from common.features import knn_predict
 from eval.features import (DataSpec, FeatureExtractor, add_data_args, add_extractor_args, eval_process,
                            extractor_from_args, spec_from_args)
+from eval import predictions
 from eval.linear import finish, int_labels, topk_accuracy
 
 HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
@@ -48,7 +50,9 @@ def run_knn(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: DataSp
     num_classes = int(getattr(train_set, "num_classes", 0))
     train = extractor.features(train_spec, "pooled", dataset=train_set)
     test = extractor.features(test_spec, "pooled", dataset=test_set)
-    accuracy = knn_topk(train.features, train.targets, test.features, test.targets, num_classes, k, temperature)
+    test_y = int_labels(test.targets, "knn")
+    scores = knn_predict(train.features, int_labels(train.targets, "knn"), test.features, num_classes, k, temperature)
+    accuracy = {**topk_accuracy(scores, test_y), **predictions.encode(scores, test_y)}
     return {
         "suite": "knn", "mode": "cached", "k": int(k), "temperature": float(temperature), **accuracy,
         "num_classes": num_classes, "num_train": int(train.features.shape[0]),

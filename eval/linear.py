@@ -61,6 +61,7 @@ from common.errors import ConfigError
 from common.optim import apply_schedule, build_optimizer, make_schedule
 from common.provenance import provenance
 from common.views import build_views
+from eval import predictions
 from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_args, add_extractor_args,
                            eval_process, extractor_from_args, is_main_process, spec_from_args)
 from eval.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks
@@ -207,10 +208,14 @@ def train_linear_augmented(model: nn.Module, dataset: Dataset, num_classes: int,
 
 
 @torch.no_grad()
-def evaluate_linear(head: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+def linear_scores(head: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     head.eval()
     device = next(head.parameters()).device
-    return topk_accuracy(head(x.float().to(device)).cpu(), int_labels(y, "linear"))
+    return head(x.float().to(device)).cpu()
+
+
+def evaluate_linear(head: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    return topk_accuracy(linear_scores(head, x), int_labels(y, "linear"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,7 +245,8 @@ def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: Dat
                                             transform["image_size"], transform["norm"], seed,
                                             extractor.device, extractor.num_workers)
         num_train = len(train_set)
-    accuracy = evaluate_linear(head, test.features, test.targets)
+    scores, test_y = linear_scores(head, test.features), int_labels(test.targets, "linear")
+    accuracy = {**topk_accuracy(scores, test_y), **predictions.encode(scores, test_y)}
     return {
         "suite": suite, "mode": mode, "preset": preset.name, "settings": preset.as_dict(),
         "seed": seed, **info, **accuracy,

@@ -13,6 +13,7 @@ from common.quant import QuantConv2d, get_precision, set_precision
 from common.views import eval_transform
 from eval.features import DataSpec
 from eval.presets import FINETUNE_PRESETS
+from eval.predictions import correct
 from tests.engine_fixtures import write_encoder
 
 SYN = {"num_images": 40, "image_size": 16}
@@ -116,6 +117,8 @@ def test_burn_sweep_records_all_nine_and_keeps_the_best_by_test_top1(encoder, tm
     assert all(r["head_lr"] == pytest.approx(r["backbone_lr"] * r["head_multiplier"]) for r in metrics["runs"])
     best = max(metrics["runs"], key=lambda r: r["top1"])
     assert metrics["best"] == best and metrics["top1"] == best["top1"] and metrics["top5"] == best["top5"]
+    # the per-image predictions are the selected run's, kept once
+    assert correct(metrics).mean() == pytest.approx(best["top1"]) and all("predictions" not in r for r in metrics["runs"])
     assert metrics["selection"] == "test_top1" and metrics["precision"] == "fp"
     assert metrics["num_labelled"] == 20  # 50% of 40, class-balanced: round(0.5 * 40 / C) per class
     assert metrics["settings"]["gamma"] == 0.2 and metrics["settings"]["weight_decay"] == 5e-4

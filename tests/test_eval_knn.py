@@ -10,6 +10,7 @@ import eval.knn as ek
 from eval.features import DataSpec, FeatureExtractor
 from eval.linear import run_linear
 from eval.presets import LINEAR_PRESETS
+from eval.predictions import correct
 from tests.engine_fixtures import write_encoder
 
 OPTS = "{num_images: 48, image_size: 16}"
@@ -51,6 +52,8 @@ def test_cli_writes_metrics_and_reuses_linear_features(encoder, tmp_path, monkey
     assert rc == 0 and calls == []  # both splits came from the linear run's cache
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["suite"] == "knn" and metrics["k"] == 5 and metrics["temperature"] == 0.5
+    # every test image's prediction is kept, and agrees with the accuracy
+    assert correct(metrics).mean() == pytest.approx(metrics["top1"]) and metrics["predictions"]["n"] == metrics["num_test"]
     assert metrics["num_train"] == 48 and 0 <= metrics["top1"] <= metrics["top5"] <= 1
     assert metrics["provenance"]["stage"] == "eval.knn"
 

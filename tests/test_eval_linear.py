@@ -17,6 +17,7 @@ from common.views import eval_transform
 from eval.features import DataSpec, FeatureExtractor
 from eval.knn import run_knn
 from eval.presets import LINEAR_PRESETS, TrainPreset
+from eval.predictions import decode
 from tests.seeds import seed
 
 SYN = {"num_images": 256, "image_size": 16, "seed": seed(0)}
@@ -142,6 +143,8 @@ def test_cli_cifar10_end_to_end(encoders, tmp_path, shared_data, capsys):
     assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
     assert metrics["provenance"]["stage"] == "eval.linear" and "git_commit" in metrics["provenance"]
     assert metrics["data"]["train"]["name"] == "cifar10"
+    top1, targets = decode(metrics)  # the test images' labels in data set order, and the predictions
+    assert len(top1) == 400 and (top1 == targets).mean() == pytest.approx(metrics["top1"])
     assert not list(out.glob("*.tmp"))
 
 

@@ -1,0 +1,122 @@
+"""Pilots of the claims study's second edition, run on seed 0 before registration.
+
+    python -m study.pilot teacher      # the BURN FP teacher: kNN after every snapshot epoch
+
+A pilot chooses a setting the registration then fixes; it never enters a verdict. It runs in
+`.study2/pilot/` (outside git), with the v2 profile rendered to a plain params file (seed 0, the
+data root made absolute), and writes its record to reports/study/v2/pilots/<name>-s0.json: every
+number it measured, the commit, the CPU model and the minutes. Killed, it starts again where it
+stopped: the training resumes from its checkpoint and a finished evaluation is not run again.
+
+The teacher pilot trains the teacher of profiles/study2_burn.yaml (its `burn.teacher.train`,
+snapshots after each epoch but the last) and the untrained binary student, then measures kNN
+top-1 (k 200, T 0.1, as the study) of the untrained student, of every snapshot and of the final
+teacher on the whole test set, and the margin of each over the untrained student. The rule it
+serves (issue: a teacher worth distilling): the teacher must beat the untrained student by at
+least 15 kNN points.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from common.checkpoint import write_json
+from common.config import cli_main, dump_params, read_params_file
+from common.errors import ConfigError
+from common.provenance import cpu_model, git_commit
+
+REPO = Path(__file__).resolve().parents[1]
+V2 = REPO / "reports" / "study" / "v2"
+PILOTS = V2 / "pilots"
+WORK = REPO / ".study2" / "pilot"
+PROFILES = {"burn": REPO / "profiles" / "study2_burn.yaml"}
+TEACHER_MARGIN = 15.0  # kNN points the teacher must beat the untrained student by
+SEED = 0
+
+
+def render(half: str, seed: int = SEED) -> Path:
+    """The half's profile as a plain params file in the pilot folder (seed, absolute data root)."""
+    params = read_params_file(PROFILES[half], str(PROFILES[half].relative_to(REPO)))
+    params["seeds"] = [seed]
+    params["data"]["root"] = str((REPO / params["data"]["root"]).resolve())
+    path = WORK / f"params-{half}.yaml"
+    WORK.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_params(params))
+    return path
+
+
+def call(argv: list[str]) -> None:
+    """Run one project CLI in the pilot folder; a failure stops the pilot with its one line."""
+    done = subprocess.run([sys.executable, "-m", *argv], cwd=WORK)
+    if done.returncode != 0:
+        raise ConfigError(f"pilot step failed (exit {done.returncode}): python -m {' '.join(argv)}")
+
+
+def finished(folder: Path) -> dict | None:
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics if metrics.get("status", "ok") == "ok" else None
+
+
+def knn(encoder: Path, out: Path, root: str) -> float:
+    if finished(out) is None:
+        call(["eval.knn", "--encoder", str(encoder), "--dataset", "cifar10_jpeg", "--root", root,
+              "--out", str(out), "--k", "200", "--temperature", "0.1", "--cache-dir", str(WORK / "features"),
+              "--device", "cpu"])
+    return 100.0 * finished(out)["top1"]
+
+
+def teacher() -> dict:
+    started = time.time()
+    params_file = render("burn")
+    params = read_params_file(params_file)
+    root = params["data"]["root"]
+    cfg = params["burn"]["teacher"]
+    run = WORK / "runs" / "teacher" / f"s{SEED}"
+    student = WORK / "runs" / "random_init" / f"s{SEED}"
+    call(["burn.pretrain", "--params", str(params_file), "--method", cfg["method"], "--backbone", cfg["backbone"],
+          "--as-teacher", "--out", str(run), f"seed={SEED}"])
+    call(["common.random_init", "--params", str(params_file), "--section", "burn", "--backbone",
+          params["burn"]["student"], "--out", str(student), f"seed={SEED}"])
+    untrained = knn(student / "encoder.pt", WORK / "eval" / "knn-untrained", root)
+    curve = {}
+    for epoch in cfg["train"].get("snapshot_epochs", []):
+        curve[f"epoch {epoch}"] = knn(run / "snapshots" / f"encoder-e{epoch}.pt", WORK / "eval" / f"knn-e{epoch}", root)
+    final = knn(run / "encoder.pt", WORK / "eval" / "knn-final", root)
+    train = json.loads((run / "metrics.json").read_text())
+    record = {
+        "pilot": "teacher", "seed": SEED, "profile": str(PROFILES["burn"].relative_to(REPO)),
+        "teacher": cfg, "method_settings": params["burn"]["methods"][cfg["method"]],
+        "knn_top1": {"untrained student": untrained, **curve, "final": final},
+        "margin_over_untrained": {k: round(v - untrained, 2) for k, v in {**curve, "final": final}.items()},
+        "rule": f"final margin >= {TEACHER_MARGIN} kNN points",
+        "passes": final - untrained >= TEACHER_MARGIN,
+        "train": {k: train.get(k) for k in ("status", "step", "final_loss", "seconds")},
+        "commit": git_commit(REPO), "cpu": cpu_model(), "minutes": round((time.time() - started) / 60, 1),
+    }
+    write_json(record, PILOTS / f"teacher-s{SEED}.json")
+    print(json.dumps(record["knn_top1"]), "passes" if record["passes"] else "FAILS", f"+{TEACHER_MARGIN}")
+    return record
+
+
+PILOT_RUNS = {"teacher": teacher}
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m study.pilot", description=__doc__.splitlines()[0])
+    parser.add_argument("pilot", choices=sorted(PILOT_RUNS))
+    args = parser.parse_args(argv)
+    PILOT_RUNS[args.pilot]()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
