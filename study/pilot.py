@@ -1,6 +1,7 @@
 """Pilots of the claims study's second edition, run on seed 0 before registration.
 
     python -m study.pilot teacher      # the BURN FP teacher: kNN after every snapshot epoch
+    python -m study.pilot cq           # the CQ schedule: SimCLR and CQ-C, kNN and linear per epoch
 
 A pilot chooses a setting the registration then fixes; it never enters a verdict. It runs in
 `.study2/pilot/` (outside git), with the v2 profile rendered to a plain params file (seed 0, the
@@ -34,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 V2 = REPO / "reports" / "study" / "v2"
 PILOTS = V2 / "pilots"
 WORK = REPO / ".study2" / "pilot"
-PROFILES = {"burn": REPO / "profiles" / "study2_burn.yaml"}
+PROFILES = {"burn": REPO / "profiles" / "study2_burn.yaml", "cq": REPO / "profiles" / "study2_cq.yaml"}
 TEACHER_MARGIN = 15.0  # kNN points the teacher must beat the untrained student by
 SEED = 0
 
@@ -66,11 +67,32 @@ def finished(folder: Path) -> dict | None:
 
 
 def knn(encoder: Path, out: Path, root: str) -> float:
+    """kNN top-1 (points) on the whole test set, as the study measures it (k 200, T 0.1)."""
     if finished(out) is None:
         call(["eval.knn", "--encoder", str(encoder), "--dataset", "cifar10_jpeg", "--root", root,
               "--out", str(out), "--k", "200", "--temperature", "0.1", "--cache-dir", str(WORK / "features"),
               "--device", "cpu"])
     return 100.0 * finished(out)["top1"]
+
+
+def linear(encoder: Path, out: Path, root: str) -> float:
+    """Linear top-1 (points) as the study measures it (burn preset, 100 epochs, lr 0.1, cached features)."""
+    if finished(out) is None:
+        call(["eval.linear", "--encoder", str(encoder), "--dataset", "cifar10_jpeg", "--root", root,
+              "--out", str(out), "--preset", "burn", "--epochs", "100", "--lr", "0.1",
+              "--cache-dir", str(WORK / "features"), "--device", "cpu"])
+    return 100.0 * finished(out)["top1"]
+
+
+def margins(curve: dict, untrained: float) -> dict:
+    return {k: round(v - untrained, 2) for k, v in curve.items()}
+
+
+def record_of(name: str, half: str, started: float, **fields) -> dict:
+    record = {"pilot": name, "seed": SEED, "profile": str(PROFILES[half].relative_to(REPO)), **fields,
+              "commit": git_commit(REPO), "cpu": cpu_model(), "minutes": round((time.time() - started) / 60, 1)}
+    write_json(record, PILOTS / f"{name}-s{SEED}.json")
+    return record
 
 
 def teacher() -> dict:
@@ -91,22 +113,47 @@ def teacher() -> dict:
         curve[f"epoch {epoch}"] = knn(run / "snapshots" / f"encoder-e{epoch}.pt", WORK / "eval" / f"knn-e{epoch}", root)
     final = knn(run / "encoder.pt", WORK / "eval" / "knn-final", root)
     train = json.loads((run / "metrics.json").read_text())
-    record = {
-        "pilot": "teacher", "seed": SEED, "profile": str(PROFILES["burn"].relative_to(REPO)),
-        "teacher": cfg, "method_settings": params["burn"]["methods"][cfg["method"]],
-        "knn_top1": {"untrained student": untrained, **curve, "final": final},
-        "margin_over_untrained": {k: round(v - untrained, 2) for k, v in {**curve, "final": final}.items()},
-        "rule": f"final margin >= {TEACHER_MARGIN} kNN points",
-        "passes": final - untrained >= TEACHER_MARGIN,
-        "train": {k: train.get(k) for k in ("status", "step", "final_loss", "seconds")},
-        "commit": git_commit(REPO), "cpu": cpu_model(), "minutes": round((time.time() - started) / 60, 1),
-    }
-    write_json(record, PILOTS / f"teacher-s{SEED}.json")
+    record = record_of(
+        "teacher", "burn", started, teacher=cfg, method_settings=params["burn"]["methods"][cfg["method"]],
+        knn_top1={"untrained student": untrained, **curve, "final": final},
+        margin_over_untrained=margins({**curve, "final": final}, untrained),
+        rule=f"final margin >= {TEACHER_MARGIN} kNN points", passes=final - untrained >= TEACHER_MARGIN,
+        train={k: train.get(k) for k in ("status", "step", "final_loss", "seconds")})
     print(json.dumps(record["knn_top1"]), "passes" if record["passes"] else "FAILS", f"+{TEACHER_MARGIN}")
     return record
 
 
-PILOT_RUNS = {"teacher": teacher}
+def cq() -> dict:
+    """SimCLR (baseline) and CQ-C (the slowest proposed arm) on the v2 CQ profile: kNN and linear
+    of every epoch's snapshot and of the final encoder, beside the untrained network."""
+    started = time.time()
+    params_file = render("cq")
+    params = read_params_file(params_file)
+    root, backbone = params["data"]["root"], params["cq"]["backbones"][0]
+    untrained_run = WORK / "runs" / "cq-random_init" / f"s{SEED}"
+    call(["common.random_init", "--params", str(params_file), "--backbone", backbone, "--out", str(untrained_run),
+          f"seed={SEED}"])
+    untrained = {"knn": knn(untrained_run / "encoder.pt", WORK / "eval" / "cq-knn-untrained", root),
+                 "linear": linear(untrained_run / "encoder.pt", WORK / "eval" / "cq-linear-untrained", root)}
+    arms = {}
+    for variant in ("baseline", *params["cq"]["variants"]):
+        run = WORK / "runs" / f"cq-simclr-{variant}" / f"s{SEED}"
+        call(["cq.pretrain", "--params", str(params_file), "--method", "simclr", "--variant", variant,
+              "--backbone", backbone, "--out", str(run), f"seed={SEED}"])
+        encoders = {f"epoch {e}": run / "snapshots" / f"encoder-e{e}.pt" for e in params["cq"]["train"]["snapshot_epochs"]}
+        encoders["final"] = run / "encoder.pt"
+        curves = {suite: {name: measure(path, WORK / "eval" / f"cq-{variant}-{suite}-{name.replace(' ', '')}", root)
+                          for name, path in encoders.items()}
+                  for suite, measure in (("knn", knn), ("linear", linear))}
+        train = json.loads((run / "metrics.json").read_text())
+        arms[variant] = {"top1": curves, "margin_over_untrained": {s: margins(c, untrained[s]) for s, c in curves.items()},
+                         "train": {k: train.get(k) for k in ("status", "step", "final_loss", "seconds")}}
+    record = record_of("cq", "cq", started, train=params["cq"]["train"], untrained=untrained, arms=arms)
+    print(json.dumps({v: a["margin_over_untrained"] for v, a in arms.items()}))
+    return record
+
+
+PILOT_RUNS = {"teacher": teacher, "cq": cq}
 
 
 @cli_main
