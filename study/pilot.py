@@ -2,6 +2,7 @@
 
     python -m study.pilot teacher      # the BURN FP teacher: kNN after every snapshot epoch
     python -m study.pilot cq           # the CQ schedule: SimCLR and CQ-C, kNN and linear per epoch
+    python -m study.pilot burn         # the student schedule: BURN's two stages, after the teacher
 
 A pilot chooses a setting the registration then fixes; it never enters a verdict. It runs in
 `.study2/pilot/` (outside git), with the v2 profile rendered to a plain params file (seed 0, the
@@ -153,7 +154,35 @@ def cq() -> dict:
     return record
 
 
-PILOT_RUNS = {"teacher": teacher, "cq": cq}
+def burn() -> dict:
+    """BURN (its two stages, the piloted teacher) on the v2 BURN profile: kNN and linear after
+    each stage beside the untrained binary network."""
+    started = time.time()
+    params_file = render("burn")
+    params = read_params_file(params_file)
+    root, student = params["data"]["root"], params["burn"]["student"]
+    teacher_runs, untrained_run = WORK / "runs" / "teacher", WORK / "runs" / "random_init" / f"s{SEED}"
+    if not (teacher_runs / f"s{SEED}" / "encoder.pt").is_file():
+        raise ConfigError("the BURN pilot needs the teacher pilot's teacher: run `python -m study.pilot teacher` first")
+    stages = {1: WORK / "runs" / "burn-stage1" / f"s{SEED}", 2: WORK / "runs" / "burn-stage2" / f"s{SEED}"}
+    for stage, run in stages.items():
+        init = ["--init", str(stages[1])] if stage == 2 else []
+        call(["burn.pretrain", "--params", str(params_file), "--method", "burn", "--variant", "burn", "--backbone",
+              student, "--stage", str(stage), "--teacher", str(teacher_runs), *init, "--out", str(run), f"seed={SEED}"])
+    encoders = {"untrained": untrained_run, "stage 1": stages[1], "stage 2": stages[2]}
+    top1 = {suite: {name: measure(run / "encoder.pt", WORK / "eval" / f"burn-{suite}-{name.replace(' ', '')}", root)
+                    for name, run in encoders.items()}
+            for suite, measure in (("knn", knn), ("linear", linear))}
+    trained = {s: {k: v for k, v in c.items() if k != "untrained"} for s, c in top1.items()}
+    record = record_of("burn", "burn", started, train=params["burn"]["train"], top1=top1,
+                       margin_over_untrained={s: margins(c, top1[s]["untrained"]) for s, c in trained.items()},
+                       seconds={f"stage {k}": json.loads((r / "metrics.json").read_text()).get("seconds")
+                                for k, r in stages.items()})
+    print(json.dumps(record["margin_over_untrained"]))
+    return record
+
+
+PILOT_RUNS = {"teacher": teacher, "cq": cq, "burn": burn}
 
 
 @cli_main
