@@ -35,10 +35,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -48,6 +44,7 @@ from common.checkpoint import atomic_write, write_json
 from common.config import cli_main, dump_params, read_params_file
 from common.errors import ConfigError
 from reports import claims as claims_module
+from study.workspace import dvc, git, interrupt_on_sigterm, worktree
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "reports" / "study"
@@ -96,52 +93,8 @@ def part_params(profile: dict, seed: int, pilot: bool = False) -> dict:
 
 
 def workspace(half: str, update: bool = False) -> Path:
-    """The half's worktree: made at HEAD by the first part, reused (same code) by the others.
-    `update` moves it to HEAD, keeping its runs (DVC then re-runs only what the change touches)."""
-    path = WORKSPACES / half
-    if not (path / "dvc.yaml").is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        git("worktree", "prune")
-        git("worktree", "add", "--detach", str(path), "HEAD")
-    elif update:
-        git("checkout", "--detach", "--quiet", git("rev-parse", "HEAD"), cwd=path)
-    return path
-
-
-def git(*args: str, cwd: Path = REPO) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def dvc(ws: Path, *args: str, capture: bool = False) -> str:
-    """DVC in the workspace, with this interpreter's environment first on PATH (the stages run
-    `python -m ...`)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    code, out, err = run_in_group([str(Path(sys.executable).parent / "dvc"), *args], ws, env, capture)
-    if code != 0:
-        raise ConfigError(f"dvc {' '.join(args)} in {ws}: exit {code}"
-                          + (f": {err.strip().splitlines()[-1]}" if capture and err and err.strip() else ""))
-    return out if capture else ""
-
-
-def run_in_group(cmd: list[str], cwd: Path, env: dict, capture: bool = False) -> tuple[int, str, str]:
-    """Run `cmd` in a process group of its own and end the whole group unless it finished
-    cleanly (failed, killed, or this driver interrupted): no training process a DVC stage
-    started may outlive it and write beside a re-run of the same stage."""
-    pipe = subprocess.PIPE if capture else None
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, text=True, stdout=pipe, stderr=pipe, start_new_session=True)
-    try:
-        out, err = proc.communicate()
-    finally:
-        if proc.returncode != 0:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    return proc.returncode, out or "", err or ""
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # unwinds like Ctrl-C, so run_in_group ends its process group
+    """The half's worktree: made at HEAD by the first part, reused (same code) by the others."""
+    return worktree(WORKSPACES / half, update)
 
 
 def part_stages(half: str, ws: Path, params: dict) -> list[str]:
@@ -253,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdicts = sub.add_parser("verdicts", help="finished parts -> reports/study/ (values, verdicts, claims.md/.tex/.png)")
     verdicts.add_argument("--out", default=str(STUDY))
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     if args.command == "run":
         for seed in args.seed:
             run_part(args.half, seed, args.pilot, args.update)

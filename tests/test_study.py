@@ -7,6 +7,7 @@ import pytest
 from common.errors import ConfigError
 from reports import claims as C
 from reports import study
+from study.workspace import run_in_group
 
 
 def test_a_part_runs_its_half_for_one_seed_with_the_data_root_made_absolute():
@@ -91,7 +92,7 @@ def test_a_failed_or_killed_stage_leaves_no_process_behind(tmp_path):
 
     pidfile = tmp_path / "child.pid"
     started = time.time()
-    code, _, _ = study.run_in_group(["sh", "-c", f"sleep 60 > /dev/null & echo $! > {pidfile}; exit 3"], tmp_path,
+    code, _, _ = run_in_group(["sh", "-c", f"sleep 60 > /dev/null & echo $! > {pidfile}; exit 3"], tmp_path,
                                     dict(os.environ))
     assert time.time() - started < 30  # returned when the stage did, not when its child would have
     assert code == 3
