@@ -51,3 +51,14 @@ def correct(record: Mapping) -> np.ndarray:
     """0/1 per test image: was its top-1 prediction its label."""
     top1, targets = decode(record)
     return (top1 == targets).astype(np.uint8)
+
+
+def pack_correct(bits: np.ndarray) -> dict:
+    """A 0/1 vector in 1 bit per image (what a study part commits): {"n", "bits": base64}."""
+    bits = np.asarray(bits, dtype=np.uint8)
+    return {"n": int(len(bits)), "bits": base64.b64encode(np.packbits(bits).tobytes()).decode("ascii")}
+
+
+def unpack_correct(packed: Mapping) -> np.ndarray:
+    raw = np.frombuffer(base64.b64decode(packed["bits"]), dtype=np.uint8)
+    return np.unpackbits(raw)[: packed["n"]].astype(np.uint8)

@@ -37,6 +37,7 @@ from typing import Any, Mapping, Sequence
 from common import runs
 from common.config import cli_main, read_params_file, read_yaml_mapping
 from common.errors import ConfigError
+from eval import predictions
 from reports.stats import CONFIDENCE, mean_interval, t_quantile
 from reports.tables import PaperTable, load_paper_tables
 
@@ -297,18 +298,49 @@ def sanity_arms(claims: Sequence[Claim]) -> dict[str, tuple[dict, dict]]:
     return out
 
 
-def harvest(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = runs.RUNS) -> dict[str, dict]:
-    """measurement key -> {seed: value}, from the runs folder: every arm of every claim, and the
-    kNN and linear top-1 of every arm the sanity line compares (and of its untrained network)."""
+def wanted_measurements(claims: Sequence[Claim]) -> list[tuple[dict, dict]]:
+    """(arm, measurement) of every arm of every claim, and the kNN and linear top-1 of every arm
+    the sanity line compares, of its untrained network and of BURN's FP teacher."""
     wanted = [(arm, claim.eval) for claim in claims for arm in (claim.a, claim.b)]
     wanted += [(arm, {"suite": suite, "key": "top1"}) for pair in [*sanity_arms(claims).values(), (TEACHER,)]
                for arm in pair for suite in SANITY_SUITES]
+    return wanted
+
+
+def harvest(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = runs.RUNS) -> dict[str, dict]:
+    """measurement key -> {seed: value}, from the runs folder: every arm of every claim, and the
+    kNN and linear top-1 of every arm the sanity line compares (and of its untrained network)."""
     values: dict[str, dict] = {}
-    for arm, what in wanted:
+    for arm, what in wanted_measurements(claims):
         key = measurement_key(arm, what)
         if key not in values:
             values[key] = measure(run_key(arm, params), what, root)
     return values
+
+
+PER_IMAGE_SUITES = ("linear", "knn", "finetune")  # suites whose metrics keep per-image predictions
+
+
+def measure_per_image(key: str, what: Mapping[str, Any], root: Path) -> dict[int, dict]:
+    """{seed: packed 0/1 correctness per test image} of one run key under one measurement (the
+    suites of PER_IMAGE_SUITES; seeds whose metrics hold no predictions are left out)."""
+    out = {}
+    for seed, folder in runs.resolve(key, root, under=root / "eval" / what["suite"]).items():
+        metrics = runs.read_metrics(folder / (what.get("item") or "") / runs.METRICS)
+        if metrics and metrics.get("status", "ok") == "ok" and predictions.KEY in metrics:
+            out[seed] = predictions.pack_correct(predictions.correct(metrics))
+    return out
+
+
+def harvest_per_image(claims: Sequence[Claim], params: Mapping[str, Any], root: Path = runs.RUNS) -> dict[str, dict]:
+    """measurement key -> {seed: packed correctness}, for every measurement `harvest` takes whose
+    suite keeps per-image predictions: what the second study's bootstrap resamples."""
+    out: dict[str, dict] = {}
+    for arm, what in wanted_measurements(claims):
+        key = measurement_key(arm, what)
+        if what["suite"] in PER_IMAGE_SUITES and key not in out:
+            out[key] = measure_per_image(run_key(arm, params), what, root)
+    return out
 
 
 def sanity(claims: Sequence[Claim], values: Mapping[str, Mapping[Any, Any]]) -> dict[str, dict]:

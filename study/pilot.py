@@ -149,7 +149,21 @@ def cq() -> dict:
         train = json.loads((run / "metrics.json").read_text())
         arms[variant] = {"top1": curves, "margin_over_untrained": {s: margins(c, untrained[s]) for s, c in curves.items()},
                          "train": {k: train.get(k) for k in ("status", "step", "final_loss", "seconds")}}
-    record = record_of("cq", "cq", started, train=params["cq"]["train"], untrained=untrained, arms=arms)
+    # the cost of the fine-tuning suite at the study's settings (it sizes the parts), on SimCLR
+    finetune = {}
+    suite = params["eval"]["suites"]["finetune"]
+    for item, extra in suite["variants"].items():
+        out = WORK / "eval" / f"cq-baseline-finetune-{item}"
+        if finished(out) is None:
+            args = {**suite["args"], **extra, "root": root, "subset_dir": str(WORK / "subsets"), "seed": SEED}
+            flags = [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
+            call(["eval.finetune", "--encoder", str(WORK / "runs" / "cq-simclr-baseline" / f"s{SEED}" / "encoder.pt"),
+                  "--out", str(out), *flags])
+        metrics = finished(out)
+        finetune[item] = {"top1": 100.0 * metrics["top1"], "seconds": metrics["seconds"],
+                          "num_labelled": metrics["num_labelled"]}
+    record = record_of("cq", "cq", started, train=params["cq"]["train"], untrained=untrained, arms=arms,
+                       finetune_simclr=finetune)
     print(json.dumps({v: a["margin_over_untrained"] for v, a in arms.items()}))
     return record
 

@@ -35,3 +35,10 @@ def test_a_truncated_record_is_refused():
     record["predictions"]["n"] = 21
     with pytest.raises(ValueError, match="expected 21"):
         predictions.decode(record)
+
+
+def test_correctness_packs_to_one_bit_per_image():
+    bits = (np.random.default_rng(0).random(10_001) < 0.4).astype(np.uint8)
+    packed = predictions.pack_correct(bits)
+    assert packed["n"] == 10_001 and len(packed["bits"]) < 1_700
+    assert np.array_equal(predictions.unpack_correct(packed), bits)

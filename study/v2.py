@@ -1,0 +1,241 @@
+"""The claims study, second edition: registered parts on the whole of CIFAR-10, and their record.
+
+    python -m study.v2 run cq main --seed 1    # one part: one group of a half's arms, one seed
+    python -m study.v2 status                  # registered parts, finished and missing
+    python -m study.v2 register                # record the protocol and profiles (before any result)
+
+The protocol (reports/study/v2/protocol.yaml) names, per half, its profile (profiles/study2_*.yaml)
+and its parts: groups of arms, each an overlay laid over the half's profile, sized so that one
+part (one group, one seed) takes at most 150 minutes on a 2-core CPU. A part runs in its half's
+worktree (`.study2/<half>`, at the commit the part records) with `dvc repro --single-item` per
+stage, so a killed part started again goes on from the stage it was in. It then measures every
+arm of reports/claims.yaml the workspace holds for its seed, the numbers (as the first edition)
+and, for the suites that keep them, every test image's 0/1 correctness, and writes
+reports/study/v2/parts/<half>-<group>-s<S>.json with the commit, the CPU model and the minutes.
+Commit that file: the verdicts (reports/study_v2.py) read only finished parts.
+
+BURN's FP teacher is not trained by a part: it is the teacher pilot's (seed 0, chosen before
+registration; reports/study/v2/teacher/), copied into the workspace's teacher run folder before
+the part's first stage, as the paper's fixed pretrained teacher.
+
+Registration (`register`) writes reports/study/v2/registered.json: the sha256 of the protocol
+file and of each half's resolved profile. A test holds the files to it; a registered part that
+finds either changed refuses to run.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+from common.checkpoint import atomic_write, write_json
+from common.config import cli_main, dump_params, merge, read_params_file, read_yaml_mapping
+from common.errors import ConfigError
+from common.provenance import cpu_model
+from common import runs
+from reports import claims as claims_module
+from reports.study import STAGE_PREFIXES, profile_digest
+from study.workspace import REPO, dvc, git, interrupt_on_sigterm, worktree
+
+V2 = REPO / "reports" / "study" / "v2"
+PROTOCOL = V2 / "protocol.yaml"
+REGISTERED = V2 / "registered.json"
+PARTS = V2 / "parts"
+TEACHER = V2 / "teacher"  # the piloted FP teacher's run folder (encoder.pt, checkpoint.pt with its head)
+WORKSPACES = REPO / ".study2"
+
+
+def protocol() -> dict:
+    return read_yaml_mapping(PROTOCOL, "study protocol")
+
+
+def half_spec(half: str) -> dict:
+    halves = protocol()["halves"]
+    if half not in halves:
+        raise ConfigError(f"half {half!r}: expected one of {', '.join(halves)}")
+    return halves[half]
+
+
+def half_profile(half: str) -> dict:
+    path = half_spec(half)["profile"]
+    return read_params_file(REPO / path, path)
+
+
+def part_params(half: str, group: str, seed: int, profile: dict | None = None) -> dict:
+    """The half's profile with the group's overlay, the part's one seed and the data root absolute."""
+    spec, seeds = half_spec(half), protocol()["seeds"]
+    if group not in spec["parts"]:
+        raise ConfigError(f"part {half} {group!r}: expected one of {', '.join(spec['parts'])}")
+    if seed not in seeds:
+        raise ConfigError(f"--seed {seed}: not a registered seed ({seeds})")
+    overlay = spec["parts"][group] or {}
+    params = merge(profile if profile is not None else half_profile(half), overlay)
+    # a suite the overlay sets to null is dropped; the overlay's `variants` of a suite replace the profile's
+    suites = (params.get("eval") or {}).get("suites") or {}
+    for name, suite in ((overlay.get("eval") or {}).get("suites") or {}).items():
+        if suite is None:
+            suites.pop(name, None)
+        elif "variants" in suite:
+            suites[name]["variants"] = suite["variants"]
+    data = dict(params.get("data") or {})
+    data["root"] = str((REPO / data.get("root", "data")).resolve())
+    return {**params, "seeds": [seed], "data": data}
+
+
+def part_path(half: str, group: str, seed: int) -> Path:
+    return PARTS / f"{half}-{group}-s{seed}.json"
+
+
+def digests() -> dict:
+    return {"protocol": {"file": str(PROTOCOL.relative_to(REPO)), "sha256": hashlib.sha256(PROTOCOL.read_bytes()).hexdigest()},
+            **{half: {"profile": spec["profile"], "sha256": profile_digest(half_profile(half))}
+               for half, spec in protocol()["halves"].items()}}
+
+
+def register() -> dict:
+    if any(PARTS.glob("*.json")):
+        raise ConfigError(f"{PARTS.relative_to(REPO)} holds finished parts: a registration comes before any result")
+    found = digests()
+    write_json(found, REGISTERED)
+    return found
+
+
+def check_registered() -> None:
+    if not REGISTERED.is_file():
+        raise ConfigError(f"{REGISTERED.relative_to(REPO)}: missing; register the protocol before any part runs")
+    if json.loads(REGISTERED.read_text()) != digests():
+        raise ConfigError("the protocol or a study profile changed since registration; a change is registered "
+                          "again and logged in reports/study/v2/RUN.md, never made silently")
+
+
+def evaluated_keys(params: dict) -> set[str]:
+    """The run keys a part evaluates: its arms (what its part file reports)."""
+    return {key for suite in ((params.get("eval") or {}).get("suites") or {}).values()
+            for key in runs.expand(suite.get("checkpoints") or [], params)}
+
+
+def needed(stage: str, params: dict) -> bool:
+    """A pipeline always builds SimCLR's/BYOL's baselines and the untrained networks; a part runs
+    those stages only when it evaluates such a run (another part of the same seed owns them)."""
+    evaluated = evaluated_keys(params)
+    owners = {"cq_baseline": [k for k in runs.cq_keys(params) if "-baseline-" in k],
+              "cq_random_init": runs.cq_random_init_keys(params),
+              "burn_random_init": runs.burn_random_init_keys(params)}
+    for prefix, keys in owners.items():
+        if stage.startswith(prefix + "@"):
+            return bool(evaluated & set(keys))
+    return True
+
+
+def part_stages(half: str, ws: Path, params: dict) -> list[str]:
+    """check_profile, the half's pretraining stages the part needs (never the teacher's: it is
+    placed), its evaluation suites; DVC's names."""
+    names = dvc(ws, "stage", "list", "--name-only", capture=True).split()
+    prefixes = tuple(p for p in STAGE_PREFIXES[half] if p != "burn_teacher")
+    pretraining = [n for n in names if n.startswith(prefixes) and needed(n, params)]
+    suites = [f"eval@{suite}" for suite in (params.get("eval") or {}).get("suites") or {}]
+    return ["check_profile", *pretraining, *suites]
+
+
+def place_teacher(ws: Path, params: dict) -> None:
+    """Copy the registered teacher into the workspace's teacher run folder (once)."""
+    burn = params.get("burn") or {}
+    if not burn.get("runs") and not burn.get("distill"):
+        return
+    teacher = burn["teacher"]
+    folder = ws / runs.RUNS.name / "burn" / runs.teacher_name(teacher["method"], teacher["backbone"])
+    folder = folder / runs.seed_folder(runs.teacher_seeds(params)[0])
+    if not (TEACHER / runs.ENCODER).is_file():
+        raise ConfigError(f"{TEACHER.relative_to(REPO)}: no teacher; it is the teacher pilot's, committed before registration")
+    if not (folder / runs.ENCODER).is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        for item in TEACHER.iterdir():
+            shutil.copy2(item, folder / item.name)
+
+
+def harvest(params: dict, root: Path, seed: int) -> tuple[dict, dict]:
+    """(numbers, per-image correctness) of every claim arm this part evaluates, for `seed` (the
+    teacher's under its own seed): each measurement belongs to exactly one part of a seed."""
+    claims = claims_module.load_claims()
+    teacher = {claims_module.measurement_key(claims_module.TEACHER, {"suite": s, "key": "top1"})
+               for s in claims_module.SANITY_SUITES}
+    evaluated = evaluated_keys(params)
+    owned = {claims_module.measurement_key(arm, what) for arm, what in claims_module.wanted_measurements(claims)
+             if claims_module.run_key(arm, params) in evaluated}
+
+    def mine(found: dict) -> dict:
+        kept = {key: {str(s): v for s, v in by_seed.items() if s == seed or key in teacher}
+                for key, by_seed in found.items() if key in owned}
+        return {k: v for k, v in kept.items() if v}
+    return (mine(claims_module.harvest(claims, params, root)),
+            mine(claims_module.harvest_per_image(claims, params, root)))
+
+
+def run_part(half: str, group: str, seed: int, update: bool = False) -> Path:
+    check_registered()
+    ws = worktree(WORKSPACES / half, update)
+    spec_profile = read_params_file(ws / half_spec(half)["profile"], half_spec(half)["profile"])  # the workspace's own
+    params = part_params(half, group, seed, spec_profile)
+    text = dump_params(params)
+    if not (ws / "params.yaml").is_file() or (ws / "params.yaml").read_text() != text:
+        atomic_write(ws / "params.yaml", lambda tmp: tmp.write_text(text))
+    for folder in ("runs/cq", "runs/burn"):  # the evaluation stages depend on both
+        (ws / folder).mkdir(parents=True, exist_ok=True)
+    place_teacher(ws, params)
+    start = time.time()
+    for stage in part_stages(half, ws, params):
+        print(f"[study v2 {half} {group} s{seed}] dvc repro -s {stage}", flush=True)
+        dvc(ws, "repro", "--single-item", stage)
+    values, per_image = harvest(params, ws / "runs", seed)
+    record = {"half": half, "group": group, "seed": seed, "commit": git("rev-parse", "HEAD", cwd=ws),
+              "cpu": cpu_model(), "minutes_this_sitting": round((time.time() - start) / 60, 1),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "values": values, "per_image": per_image}
+    path = part_path(half, group, seed)
+    write_json(record, path)
+    print(f"[study v2 {half} {group} s{seed}] finished -> {path.relative_to(REPO)}")
+    return path
+
+
+def status_lines() -> list[str]:
+    lines = []
+    for half, spec in protocol()["halves"].items():
+        for group in spec["parts"]:
+            for seed in protocol()["seeds"]:
+                path = part_path(half, group, seed)
+                if path.is_file():
+                    part = json.loads(path.read_text())
+                    lines.append(f"{half} {group} s{seed}: finished {part['finished']} at {part['commit'][:9]} on {part['cpu']}")
+                else:
+                    lines.append(f"{half} {group} s{seed}: missing (python -m study.v2 run {half} {group} --seed {seed})")
+    return lines
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m study.v2", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="one registered part (a group of a half's arms, one seed); resumes a killed one")
+    run.add_argument("half")
+    run.add_argument("group")
+    run.add_argument("--seed", type=int, required=True)
+    run.add_argument("--update", action="store_true", help="move the half's worktree to HEAD first")
+    sub.add_parser("status", help="finished and missing parts")
+    sub.add_parser("register", help="record the protocol's and the profiles' digests (before any part)")
+    args = parser.parse_args(argv)
+    interrupt_on_sigterm()
+    if args.command == "run":
+        run_part(args.half, args.group, args.seed, args.update)
+    elif args.command == "status":
+        print("\n".join(status_lines()))
+    else:
+        print(json.dumps(register(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
