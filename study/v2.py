@@ -98,7 +98,7 @@ def digests() -> dict:
 
 def register() -> dict:
     if any(PARTS.glob("*.json")):
-        raise ConfigError(f"{PARTS.relative_to(REPO)} holds finished parts: a registration comes before any result")
+        raise ConfigError(f"{PARTS} holds finished parts: a registration comes before any result")
     found = digests()
     write_json(found, REGISTERED)
     return found
@@ -116,6 +116,14 @@ def evaluated_keys(params: dict) -> set[str]:
     """The run keys a part evaluates: its arms (what its part file reports)."""
     return {key for suite in ((params.get("eval") or {}).get("suites") or {}).values()
             for key in runs.expand(suite.get("checkpoints") or [], params)}
+
+
+def evaluates(run_key: str, params: dict) -> bool:
+    """Whether the part evaluates an arm's run key (a key at the profile's own precision set,
+    `...@6-16`, is the run without the suffix)."""
+    key, _, precision = run_key.partition("@")
+    evaluated = evaluated_keys(params)
+    return run_key in evaluated or (key in evaluated and precision == str(params.get("precision")))
 
 
 def needed(stage: str, params: dict) -> bool:
@@ -163,9 +171,8 @@ def harvest(params: dict, root: Path, seed: int) -> tuple[dict, dict]:
     claims = claims_module.load_claims()
     teacher = {claims_module.measurement_key(claims_module.TEACHER, {"suite": s, "key": "top1"})
                for s in claims_module.SANITY_SUITES}
-    evaluated = evaluated_keys(params)
     owned = {claims_module.measurement_key(arm, what) for arm, what in claims_module.wanted_measurements(claims)
-             if claims_module.run_key(arm, params) in evaluated}
+             if evaluates(claims_module.run_key(arm, params), params)}
 
     def mine(found: dict) -> dict:
         kept = {key: {str(s): v for s, v in by_seed.items() if s == seed or key in teacher}

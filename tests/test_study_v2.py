@@ -1,0 +1,115 @@
+"""The second claims study: its protocol and parts (study/v2.py) and its verdicts (reports/study_v2.py)."""
+import json
+
+import numpy as np
+import pytest
+
+from common import runs
+from common.errors import ConfigError
+from eval.predictions import pack_correct
+from reports import claims as C
+from reports import study_v2 as V
+from study import v2
+
+
+def test_every_claim_is_tested_or_declared_with_a_reason_and_at_least_18_are_tested():
+    protocol = v2.protocol()
+    ids = [c.id for c in C.load_claims()]
+    declared = protocol["not_tested"]
+    assert set(declared) <= set(ids) and all(len(reason) > 40 for reason in declared.values())
+    assert len(ids) - len(declared) >= 18
+    assert {c.paper for c in C.load_claims() if c.id not in declared} == {"cq", "burn"}
+
+
+def test_each_tested_claims_arms_are_evaluated_by_exactly_one_part_of_a_seed():
+    """Both arms of every tested claim are some part's evaluated runs, and no run is reported by two
+    parts (a number for one (arm, seed) comes from one place)."""
+    owner = {}
+    for half, spec in v2.protocol()["halves"].items():
+        for group in spec["parts"]:
+            params = v2.part_params(half, group, v2.protocol()["seeds"][0])
+            for key in v2.evaluated_keys(params):
+                if key == "burn/teacher-mocov2-resnet18":
+                    continue
+                assert key not in owner, (key, owner.get(key), group)
+                owner[key] = (half, group, params)
+    for claim in C.load_claims():
+        if claim.id in v2.protocol()["not_tested"]:
+            continue
+        for arm in (claim.a, claim.b):
+            half = "cq" if arm["paper"] == "cq" else "burn"
+            assert any(v2.evaluates(C.run_key(arm, params), params) for h, _, params in owner.values()
+                       if h == half), (claim.id, arm)
+
+
+def test_a_part_runs_only_the_baseline_and_untrained_stages_it_evaluates():
+    main, sets = v2.part_params("cq", "main", 1), v2.part_params("cq", "sets", 1)
+    assert v2.needed("cq_baseline@simclr-cifar_resnet20-1", main) and v2.needed("cq_random_init@cifar_resnet20-1", main)
+    assert not v2.needed("cq_baseline@simclr-cifar_resnet20-1", v2.part_params("cq", "a_quant", 1))
+    assert not v2.needed("cq_random_init@cifar_resnet20-1", sets) and v2.needed("cq_precision_sets@x", sets)
+    assert "svm" not in v2.part_params("burn", "main", 1)["eval"]["suites"]  # a suite set to null is dropped
+    assert list(sets["eval"]["suites"]["finetune"]["variants"]) == ["4bit-10pct"]  # variants replaced
+    assert main["seeds"] == [1] and main["data"]["root"].startswith("/")
+    with pytest.raises(ConfigError, match="not a registered seed"):
+        v2.part_params("cq", "main", 0)
+    with pytest.raises(ConfigError, match="expected one of"):
+        v2.part_params("cq", "nosuch", 1)
+
+
+def test_the_registration_refuses_once_a_part_exists(tmp_path, monkeypatch):
+    monkeypatch.setattr(v2, "PARTS", tmp_path)
+    (tmp_path / "cq-main-s1.json").write_text("{}")
+    with pytest.raises(ConfigError, match="before any result"):
+        v2.register()
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+def _arm(rng, rate, n=2_000):
+    return pack_correct((rng.random(n) < rate).astype(np.uint8))
+
+
+def _protocol():
+    return {"not_tested": {}, "gate": {"proposed_margin": 10.0, "baseline_margin": 0.0}}
+
+
+def test_verdicts_holm_and_the_gate_on_synthetic_parts(tmp_path):
+    claims = [c for c in C.load_claims() if c.id in ("cq_c_vs_simclr_linear", "cq_a_vs_simclr_linear",
+                                                       "cq_quant_vs_no_ssl", "burn_vs_mocov2")]
+    rng = np.random.default_rng(0)
+    cq = lambda variant: {"paper": "cq", "method": "simclr", "variant": variant}
+    for seed in (1, 2, 3):
+        accuracies = [(cq("cq_c"), 0.60), (cq("baseline"), 0.50), (cq("cq_a"), 0.505), (cq("untrained"), 0.30),
+                      ({**cq("cq_quant"), "precision": "6-16"}, 0.36),
+                      ({"paper": "burn", "run": "burn"}, 0.45), ({"paper": "burn", "run": "mocov2_tuned"}, 0.35),
+                      ({"paper": "burn", "run": "untrained"}, 0.30), (C.TEACHER, 0.70)]
+        per_image, values = {}, {}
+        for arm, rate in accuracies:
+            for suite in C.SANITY_SUITES:
+                key = C.measurement_key(arm, {"suite": suite, "key": "top1"})
+                s = "0" if arm == C.TEACHER else str(seed)
+                per_image[key], values[key] = {s: _arm(rng, rate)}, {s: rate}
+        (tmp_path / f"p{seed}.json").write_text(json.dumps(
+            {"half": "x", "group": "g", "seed": seed, "commit": "c", "cpu": "cpu", "minutes_this_sitting": 1,
+             "values": values, "per_image": per_image}))
+    values, per_image, records = V.load_parts(tmp_path)
+    rows = {r["id"]: r for r in V.judge(claims, values, per_image, _protocol(), ["abl1_kl_only"])}
+    assert rows["cq_c_vs_simclr_linear"]["verdict"] == C.HOLDS  # +10 points on 6,000 image draws
+    assert rows["cq_c_vs_simclr_linear"]["low"] > 5 and rows["cq_c_vs_simclr_linear"]["p_holm"] < 0.05
+    assert rows["cq_a_vs_simclr_linear"]["verdict"] == C.INCONCLUSIVE  # +0.5 points: not resolved
+    # CQ-Quant is +6 over the untrained network: short of the proposed arm's +10 line
+    assert rows["cq_quant_vs_no_ssl"]["verdict"] == C.NOT_TESTABLE
+    assert rows["cq_quant_vs_no_ssl"]["failed_gate"] == ["cq/simclr/cq_quant@6-16"]
+    # MoCo v2 +5 over its untrained network is a baseline: it only has to beat it (BURN: +15)
+    burn = rows["burn_vs_mocov2"]
+    assert burn["gate"]["burn/mocov2_tuned"]["role"] == "baseline" and burn["gate"]["burn/teacher"]["passes"]
+    assert burn["verdict"] == C.HOLDS
+    assert {i for i, r in rows.items() if "p_holm" in r} == {"cq_c_vs_simclr_linear", "cq_a_vs_simclr_linear", "burn_vs_mocov2"}
+    assert V.to_markdown(list(rows.values()), records).count("\n| ") == 5
+
+
+def test_the_protocol_and_profiles_are_the_registered_ones_and_no_part_precedes_registration():
+    if not v2.REGISTERED.is_file():
+        assert not list(v2.PARTS.glob("*.json")), "a part exists without a registration"
+        return
+    assert json.loads(v2.REGISTERED.read_text()) == v2.digests(), "changed since registration (log it in RUN.md)"
