@@ -91,7 +91,8 @@ def paired_t_power(effect: float, sd: float, n: int, alpha: float = 1 - CONFIDEN
         return 1.0
     df, shift = n - 1, abs(effect) * math.sqrt(n) / sd
     crit = t.ppf(1 - alpha / 2, df)
-    return float(nct.sf(crit, df, shift) + nct.cdf(-crit, df, shift))
+    power = float(nct.sf(crit, df, shift) + nct.cdf(-crit, df, shift))
+    return power if math.isfinite(power) else 1.0  # scipy's nct gives nan far in the tail (shift >> crit)
 
 
 def seeds_for_power(effect: float, sd: float, power: float = 0.80, minimum: int = 3, maximum: int = 50) -> int | None:

@@ -49,6 +49,41 @@ TEACHER = V2 / "teacher"  # the piloted FP teacher's run folder (encoder.pt, che
 WORKSPACES = REPO / ".study2"
 
 
+V1_VERDICTS = REPO / "reports" / "study" / "verdicts.json"
+POWER, ALPHA = 0.80, 0.05
+
+
+def power_table(verdicts_path: Path = V1_VERDICTS, seeds: int = 3) -> dict:
+    """Seeds per claim for 80 % power at the paper's effect (two-sided 5 % paired t test), from the
+    first edition's seed-level standard deviation of the paired difference; a claim the first
+    edition did not run borrows the median SD of its paper's claims measured by the same suite.
+    Also the power that `seeds` seeds give. Rounded, so the registered table reads back equal."""
+    from reports.stats import paired_t_power, seeds_for_power
+
+    rows = json.loads(verdicts_path.read_text())
+    claims = {c.id: c for c in claims_module.load_claims()}
+    pooled: dict[tuple, list] = {}
+    for r in rows:
+        if r.get("sd"):
+            pooled.setdefault((r["paper"], claims[r["id"]].eval["suite"]), []).append(r["sd"])
+    out = {}
+    for r in rows:
+        suite = claims[r["id"]].eval["suite"]
+        sd, source = (r["sd"], "first edition") if r.get("sd") else (None, None)
+        if sd is None and pooled.get((r["paper"], suite)):
+            values = sorted(pooled[(r["paper"], suite)])
+            sd, source = values[len(values) // 2], f"median of the first edition's {r['paper']} {suite} claims"
+        effect = r.get("paper_effect")
+        if sd is None or effect is None:
+            out[r["id"]] = {"sd": None, "paper_effect": effect, "seeds_for_80": None,
+                            f"power_at_{seeds}": None, "source": "no estimate (no paper number or no SD)"}
+            continue
+        out[r["id"]] = {"sd": round(sd, 3), "paper_effect": effect,
+                        "seeds_for_80": seeds_for_power(effect, sd, POWER, minimum=3, maximum=50),
+                        f"power_at_{seeds}": round(paired_t_power(effect, sd, seeds, ALPHA), 2), "source": source}
+    return out
+
+
 def protocol() -> dict:
     return read_yaml_mapping(PROTOCOL, "study protocol")
 

@@ -113,3 +113,8 @@ def test_the_protocol_and_profiles_are_the_registered_ones_and_no_part_precedes_
         assert not list(v2.PARTS.glob("*.json")), "a part exists without a registration"
         return
     assert json.loads(v2.REGISTERED.read_text()) == v2.digests(), "changed since registration (log it in RUN.md)"
+
+
+def test_the_registered_power_table_is_the_one_the_first_editions_numbers_give():
+    assert v2.protocol()["power"] == v2.power_table()
+    assert set(v2.protocol()["power"]) == {c.id for c in C.load_claims()}
