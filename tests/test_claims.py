@@ -190,3 +190,22 @@ def test_measurements_come_from_the_runs_through_the_run_contract(tmp_path):
     with pytest.raises(ConfigError, match=r"burn-stage2/s0/metrics.json: no value at 'top1'"):
         C.harvest(claims, params, tmp_path)
 
+
+
+def test_per_image_correctness_is_harvested_from_the_suites_that_keep_predictions(tmp_path):
+    import torch
+
+    from eval import predictions
+
+    params = {"precision": "6-16", "cq": {"backbones": ["r20"]}}
+    scores = torch.eye(4)[[0, 1, 2, 3, 0, 1]]  # predictions 0 1 2 3 0 1
+    targets = torch.tensor([0, 1, 2, 0, 0, 3])  # right on images 0, 1, 2, 4
+    fake_run(tmp_path, "eval/linear/cq/simclr-cq_c-r20", 1,
+             {"status": "ok", "top1": 4 / 6, **predictions.encode(scores, targets)})
+    fake_run(tmp_path, "eval/linear/cq/simclr-baseline-r20", 1, {"status": "ok", "top1": 0.5})  # an old run: no predictions
+    fake_run(tmp_path, "eval/linear/cq/simclr-cq_c-r20", 2, {"status": "diverged"})
+    claims = [c for c in C.load_claims() if c.id in ("cq_c_vs_simclr_linear", "cq_b_gradient_explosion")]
+    found = C.harvest_per_image(claims, params, tmp_path)
+    assert list(predictions.unpack_correct(found["cq/simclr/cq_c linear:top1"][1])) == [1, 1, 1, 0, 1, 0]
+    assert found["cq/simclr/baseline linear:top1"] == {}  # and the diverged seed is left out above
+    assert not any("pretrain" in key for key in found)  # gradient norms have no per-image scores
