@@ -68,7 +68,7 @@ from common.views import build_views
 from eval.features import (DataSpec, TransformSpec, add_data_args, eval_process, file_sha256, load_backbone,
                            parse_options, resolve_device)
 from eval.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks
-from eval import predictions
+from common import predictions
 from eval.linear import finish, new_linear, schedule_for, sgd_for, topk_accuracy
 from eval.presets import FINETUNE_PRESETS, TrainPreset, get_preset, parse_floats
 

@@ -7,7 +7,7 @@ k and T are parameters (defaults 200 and 0.07: the papers give none). Features c
 so a kNN run after a linear run on the same checkpoint extracts nothing.
 
 Output: top-1 and top-5 (fractions in [0, 1]; top-5 ranks the classes by their total vote), and
-every test image's top-1 prediction (`eval.predictions`).
+every test image's top-1 prediction (`common.predictions`).
 
 CLI:
     python -m eval.knn --encoder runs/.../encoder.pt --dataset cifar10 --root ROOT --out DIR \
@@ -27,7 +27,7 @@ from common.errors import ConfigError
 from common.features import knn_predict
 from eval.features import (DataSpec, FeatureExtractor, add_data_args, add_extractor_args, eval_process,
                            extractor_from_args, spec_from_args)
-from eval import predictions
+from common import predictions
 from eval.linear import finish, int_labels, topk_accuracy
 
 HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)

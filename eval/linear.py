@@ -61,7 +61,7 @@ from common.errors import ConfigError
 from common.optim import apply_schedule, build_optimizer, make_schedule
 from common.provenance import provenance
 from common.views import build_views
-from eval import predictions
+from common import predictions
 from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_args, add_extractor_args,
                            eval_process, extractor_from_args, is_main_process, spec_from_args)
 from eval.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks

@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 from common import runs
 from common.config import cli_main, read_params_file, read_yaml_mapping
 from common.errors import ConfigError
-from eval import predictions
+from common import predictions
 from reports.stats import CONFIDENCE, mean_interval, t_quantile
 from reports.tables import PaperTable, load_paper_tables
 

@@ -29,7 +29,7 @@ import numpy as np
 from common.checkpoint import write_json
 from common.config import cli_main, read_yaml_mapping
 from common.errors import ConfigError
-from eval.predictions import unpack_correct
+from common.predictions import unpack_correct
 from reports import claims as C
 from reports.stats import CONFIDENCE, hierarchical_bootstrap, holm, mean_interval
 

@@ -195,7 +195,7 @@ def test_measurements_come_from_the_runs_through_the_run_contract(tmp_path):
 def test_per_image_correctness_is_harvested_from_the_suites_that_keep_predictions(tmp_path):
     import torch
 
-    from eval import predictions
+    from common import predictions
 
     params = {"precision": "6-16", "cq": {"backbones": ["r20"]}}
     scores = torch.eye(4)[[0, 1, 2, 3, 0, 1]]  # predictions 0 1 2 3 0 1

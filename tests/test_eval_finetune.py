@@ -13,7 +13,7 @@ from common.quant import QuantConv2d, get_precision, set_precision
 from common.views import eval_transform
 from eval.features import DataSpec
 from eval.presets import FINETUNE_PRESETS
-from eval.predictions import correct
+from common.predictions import correct
 from tests.engine_fixtures import write_encoder
 
 SYN = {"num_images": 40, "image_size": 16}

@@ -10,7 +10,7 @@ import eval.knn as ek
 from eval.features import DataSpec, FeatureExtractor
 from eval.linear import run_linear
 from eval.presets import LINEAR_PRESETS
-from eval.predictions import correct
+from common.predictions import correct
 from tests.engine_fixtures import write_encoder
 
 OPTS = "{num_images: 48, image_size: 16}"

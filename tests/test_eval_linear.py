@@ -17,7 +17,7 @@ from common.views import eval_transform
 from eval.features import DataSpec, FeatureExtractor
 from eval.knn import run_knn
 from eval.presets import LINEAR_PRESETS, TrainPreset
-from eval.predictions import decode
+from common.predictions import decode
 from tests.seeds import seed
 
 SYN = {"num_images": 256, "image_size": 16, "seed": seed(0)}

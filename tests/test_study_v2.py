@@ -6,7 +6,7 @@ import pytest
 
 from common import runs
 from common.errors import ConfigError
-from eval.predictions import pack_correct
+from common.predictions import pack_correct
 from reports import claims as C
 from reports import study_v2 as V
 from study import v2

@@ -1,11 +1,11 @@
-"""eval.predictions: per-image top-1 predictions, encoded compactly and read back exactly."""
+"""common.predictions: per-image top-1 predictions, encoded compactly and read back exactly."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from eval import predictions
+from common import predictions
 from eval.linear import topk_accuracy
 
 
