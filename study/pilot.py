@@ -3,7 +3,6 @@
     python -m study.pilot teacher      # the BURN FP teacher: kNN after every snapshot epoch
     python -m study.pilot cq           # the CQ schedule: SimCLR and CQ-C, kNN and linear per epoch
     python -m study.pilot burn         # the student schedule: BURN's two stages, after the teacher
-    python -m study.pilot keep-teacher # copy the piloted teacher to reports/study/v2/teacher/ (also after `teacher`)
 
 A pilot chooses a setting the registration then fixes; it never enters a verdict. It runs in
 `.study2/pilot/` (outside git), with the v2 profile rendered to a plain params file (seed 0, the
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -123,25 +121,7 @@ def teacher() -> dict:
         rule=f"final margin >= {TEACHER_MARGIN} kNN points", passes=final - untrained >= TEACHER_MARGIN,
         train={k: train.get(k) for k in ("status", "step", "final_loss", "seconds")})
     print(json.dumps(record["knn_top1"]), "passes" if record["passes"] else "FAILS", f"+{TEACHER_MARGIN}")
-    keep_teacher()
     return record
-
-
-def keep_teacher() -> Path:
-    """Commit-sized copy of the piloted teacher for the study's parts (reports/study/v2/teacher/):
-    its encoder, its MoCo v2 head alone (what S2-BNN distils from; not the optimizer or the
-    queue), its metrics and curves; a session on a fresh checkout places it without retraining."""
-    from common.checkpoint import load_checkpoint, save_checkpoint
-
-    run, out = WORK / "runs" / "teacher" / f"s{SEED}", V2 / "teacher"
-    state = load_checkpoint(run / "checkpoint.pt")["model"]
-    head = {k: v for k, v in state.items() if k.startswith("method.head.")}
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run / "encoder.pt", out / "encoder.pt")
-    save_checkpoint({"model": head, "kept_from": "the teacher pilot's checkpoint.pt (head only)"}, out / "checkpoint.pt")
-    shutil.copy2(run / "metrics.json", out / "metrics.json")
-    shutil.copytree(run / "dvclive", out / "dvclive", dirs_exist_ok=True)
-    return out
 
 
 def cq() -> dict:
@@ -216,7 +196,7 @@ def burn() -> dict:
     return record
 
 
-PILOT_RUNS = {"teacher": teacher, "cq": cq, "burn": burn, "keep-teacher": keep_teacher}
+PILOT_RUNS = {"teacher": teacher, "cq": cq, "burn": burn}
 
 
 @cli_main

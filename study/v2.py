@@ -14,9 +14,11 @@ and, for the suites that keep them, every test image's 0/1 correctness, and writ
 reports/study/v2/parts/<half>-<group>-s<S>.json with the commit, the CPU model and the minutes.
 Commit that file: the verdicts (reports/study_v2.py) read only finished parts.
 
-BURN's FP teacher is not trained by a part: it is the teacher pilot's (seed 0, chosen before
-registration; reports/study/v2/teacher/), copied into the workspace's teacher run folder before
-the part's first stage, as the paper's fixed pretrained teacher.
+BURN's FP teacher is not trained by a part: it is the teacher pilot's run (seed 0, chosen before
+registration), copied into the workspace's teacher run folder before the part's first stage, as
+the paper's fixed pretrained teacher. Its 11 MB encoder is not committed: a session on a fresh
+checkout makes it again with `python -m study.pilot teacher` (resumable, about 40 minutes on a
+2-core AMD EPYC), and each BURN part records the sha256 of the teacher it distilled from.
 
 Registration (`register`) writes reports/study/v2/registered.json: the sha256 of the protocol
 file and of each half's resolved profile. A test holds the files to it; a registered part that
@@ -45,8 +47,8 @@ V2 = REPO / "reports" / "study" / "v2"
 PROTOCOL = V2 / "protocol.yaml"
 REGISTERED = V2 / "registered.json"
 PARTS = V2 / "parts"
-TEACHER = V2 / "teacher"  # the piloted FP teacher's run folder (encoder.pt, checkpoint.pt with its head)
 WORKSPACES = REPO / ".study2"
+TEACHER = WORKSPACES / "pilot" / "runs" / "teacher" / "s0"  # the teacher pilot's run (study.pilot)
 
 
 V1_VERDICTS = REPO / "reports" / "study" / "verdicts.json"
@@ -193,11 +195,11 @@ def place_teacher(ws: Path, params: dict) -> None:
     folder = ws / runs.RUNS.name / "burn" / runs.teacher_name(teacher["method"], teacher["backbone"])
     folder = folder / runs.seed_folder(runs.teacher_seeds(params)[0])
     if not (TEACHER / runs.ENCODER).is_file():
-        raise ConfigError(f"{TEACHER.relative_to(REPO)}: no teacher; it is the teacher pilot's, committed before registration")
+        raise ConfigError(f"{TEACHER.relative_to(REPO)}: no teacher; make it first with `python -m study.pilot teacher`")
     if not (folder / runs.ENCODER).is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        for item in TEACHER.iterdir():
-            shutil.copy2(item, folder / item.name)
+        for name in (runs.ENCODER, runs.CHECKPOINT, runs.METRICS):
+            shutil.copy2(TEACHER / name, folder / name)
 
 
 def harvest(params: dict, root: Path, seed: int) -> tuple[dict, dict]:
@@ -233,7 +235,9 @@ def run_part(half: str, group: str, seed: int, update: bool = False) -> Path:
         print(f"[study v2 {half} {group} s{seed}] dvc repro -s {stage}", flush=True)
         dvc(ws, "repro", "--single-item", stage)
     values, per_image = harvest(params, ws / "runs", seed)
+    teacher = TEACHER / runs.ENCODER
     record = {"half": half, "group": group, "seed": seed, "commit": git("rev-parse", "HEAD", cwd=ws),
+              "teacher_sha256": hashlib.sha256(teacher.read_bytes()).hexdigest() if half == "burn" else None,
               "cpu": cpu_model(), "minutes_this_sitting": round((time.time() - start) / 60, 1),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "values": values, "per_image": per_image}
