@@ -18,6 +18,11 @@ once under --work), interleaved round by round with the same number of loader wo
                      256 + centre crop 224) with the workers, against
     ours, eval, 0    the same in the main process (what the suites did before they took --workers)
 
+Also the loader alone as the engine builds it for a CUDA run (bench/feed.py: the workers decode
+and crop both views, the device would finish them; no step, steady state after the workers' first
+round), with 1 worker and with --workers: images/s and images/s per worker, the number a GPU
+check's feed is sized by (the CPU model is printed beside it).
+
 Images/s over one pass of the folder per round (median of the rounds); each target is the median
 over rounds of the ratio within a round, whose two pipelines run back to back (a load that changes
 between rounds cancels out). The evaluation runs feed a global-average-pool "network" so that the
@@ -48,7 +53,9 @@ import torchvision  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 
+from bench.feed import loader_alone  # noqa: E402
 from bench.jpegs import write_folder  # noqa: E402
+from common.provenance import cpu_model  # noqa: E402
 from common.data import build_dataset  # noqa: E402
 from common.data.crops import collate_fn, training_source  # noqa: E402
 from common.sampler import ResumableSampler  # noqa: E402
@@ -137,6 +144,13 @@ def decode_ms(root: Path, count: int = 200) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def feed_alone(root: Path, workers: int, batch: int):
+    """The engine's loader of a CUDA SimCLR run on this folder, no step (bench/feed.py)."""
+    views = build_views("simclr", 224, strength=1.0, blur=True, norm="imagenet")
+    data = build_dataset("imagefolder", str(root), "train", load_size=256)
+    return loader_alone(data, list(views), batch, workers, "cpu", finish_views=False)
+
+
 def round_ratios(ours: list[float], theirs: list[float]) -> list[float]:
     """ours / theirs within each round (the two ran back to back)."""
     return [a / b for a, b in zip(ours, theirs)]
@@ -163,6 +177,7 @@ def main() -> int:
                 seconds, n = run()
                 rates[name].append(n / seconds)
         decoders = decode_ms(root)
+        feeds = {w: [feed_alone(root, w, args.batch) for _ in range(args.rounds)] for w in sorted({1, args.workers})}
     median = {name: statistics.median(v) for name, v in rates.items()}
     print(f"{args.images} JPEGs of 500 x 375, {args.workers} loader workers, batch {args.batch}, "
           f"{args.rounds} rounds, torch {torch.__version__} on {os.cpu_count()} CPU cores")
@@ -172,6 +187,11 @@ def main() -> int:
     print(f"{'decoder (one 500 x 375 JPEG)':<30} {'ms (median)':>12}")
     for name, value in decoders.items():
         print(f"{name:<30} {value:>12.2f}")
+    print(f"loader alone (the engine's CUDA loader, no step) on {cpu_model()}:")
+    for w, rounds in feeds.items():
+        rate = statistics.median(r.images_per_s for r in rounds)
+        print(f"  {w} worker{'s' if w > 1 else ' '}: {rate:>7.1f} images/s, {rate / w:>7.1f} per worker "
+              f"(rounds {' '.join(f'{r.images_per_s:.1f}' for r in rounds)}; {rounds[0].batches} batches timed)")
     # each ratio is the median over rounds of the ratio within a round: the two pipelines of a round
     # run back to back, so a load that changes between rounds cancels out
     ssl_rounds = round_ratios(rates["ours, SSL"], rates["reference, SSL"])

@@ -8,10 +8,18 @@ folder of JPEGs at ImageNet-like sizes for ImageNet, 32 px tensors for CIFAR, ge
 detection), the runs are a few steps long, the batch on the one GPU is at most `--batch`, and the
 BURN teacher is a randomly initialised torchvision ResNet-50 file (the released MoCo v2 weights
 are not needed to time it). Measured per stage: images/s (pretraining: the engine's own count over
-the last logging window, after warm-up; evaluation: the difference between a 1-epoch and a 2-epoch
-run, so start-up is not counted), peak GPU memory, bf16 autocast against fp32, and a plain
-PyTorch training step of the same network at the same batch (random tensors already on the GPU:
-no input pipeline) as the reference.
+the last third of the run's steps, when the loader's prefetched batches are long used up;
+evaluation: one training epoch as the suite counts it, start-up left out), peak GPU memory, bf16
+autocast against fp32, a plain PyTorch training step of the same network at the same batch
+(random tensors already on the GPU: no input pipeline) as the reference, and the stage's loader
+alone (bench/feed.py: the engine's loader with no step), so each row says whether the loader or
+the step bounds it.
+
+The feed is measured, not the folder: the loader gets a worker per core but two (the training
+process and its pin-memory thread keep those), and the generated folder holds at least 4 batches
+per worker (16 cores: 14 workers x 256 x 4 = 14,336 JPEGs, written once by every core and reused
+with --images). A folder of fewer batches than workers leaves workers idle: a worker builds whole
+batches, so the 3 batches an epoch of an earlier check's 1,000 images kept 3 of its 8 workers busy.
 
 The projection multiplies each measured time per image by the images every run of the two paper
 profiles processes (epochs x training-set size, for every seed; BURN and the two-stage baselines
@@ -19,11 +27,13 @@ twice) and sums the runs and evaluations each paper table reads (reports/mapping
 Runs of a kind not measured here are projected from the nearest measured kind where the cost
 ratio is known (said in the table, `~`), else listed as not measured.
 
-    python bench/gpu.py [--out reports/gpu] [--steps 30] [--batch 256]   (make gpu-check)
+    python bench/gpu.py [--out reports/gpu] [--steps 90] [--batch 256] [--images DIR]   (make gpu-check)
 
 Without CUDA it runs the same code paths on the CPU with tiny settings (`--tiny`, implied), says
 that no GPU was found, and writes its report under the --out folder as cpu-tiny.md (what a test
-checks). Target (GPU only): every stage runs to completion.
+checks). Targets: every stage runs to completion; CQ's quantizing layers stay exact under bf16; a
+finished run resumes; and, where CUDA is present, SimCLR ResNet-18, CQ-C ResNet-18 and BURN stage 1
+each keep >= 0.7 of the plain step's images/s with their real input.
 """
 from __future__ import annotations
 
@@ -47,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from bench.feed import FeedRate, folder_images, loader_alone  # noqa: E402
 from bench.jpegs import write_folder  # noqa: E402
 from common import runs  # noqa: E402
 from common.config import dump_params, load_params  # noqa: E402
@@ -69,10 +80,18 @@ class Settings:
     timeout: int
 
 
-def settings(tiny: bool, steps: int, batch: int) -> Settings:
+SPARE_CORES = 2  # left to the training process and its pin-memory thread; the workers get the rest
+
+
+def settings(tiny: bool, steps: int, batch: int, cores: int | None = None) -> Settings:
+    """The check's settings. On a GPU: a loader worker per core but SPARE_CORES, and a folder
+    that gives every worker at least 4 batches an epoch (bench/feed.py `folder_images`), so no
+    worker waits for an epoch to end (run4's folder of 1,000 images made 3 batches of 256)."""
     if tiny:
         return Settings(True, 2, 8, 0, 48, 4, 600)
-    return Settings(False, steps, batch, min(8, os.cpu_count() or 1), 375, 100, 150)
+    workers = max(1, (cores or os.cpu_count() or 1) - SPARE_CORES)
+    per_class = -(-folder_images(workers, batch) // 10)
+    return Settings(False, steps, batch, workers, 375, per_class, 300)
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,9 +99,10 @@ def settings(tiny: bool, steps: int, batch: int) -> Settings:
 # --------------------------------------------------------------------------------------------
 
 def make_folder(root: Path, s: Settings, classes: int = 10) -> Path:
-    """An image folder (<split>/<class>/<image>.jpg), 4:3 pictures s.image px high (bench/jpegs.py)."""
-    return write_folder(root, {"train": s.per_class, "val": max(2, s.per_class // 4)}, s.image, s.image * 4 // 3,
-                        classes)
+    """An image folder (<split>/<class>/<image>.jpg), 4:3 pictures s.image px high (bench/jpegs.py),
+    written by every core and reused by a later check with the same --images folder."""
+    return write_folder(root, {"train": s.per_class, "val": max(2, min(s.per_class // 4, 100))}, s.image,
+                        s.image * 4 // 3, classes, jobs=os.cpu_count() or 1)
 
 
 def teacher_file(path: Path) -> Path:
@@ -152,6 +172,29 @@ class Result:
     note: str = ""
     extra: dict = field(default_factory=dict)
     source: str = ""  # the saved file a merged report took it from
+
+
+def stage_feed(params: dict, section: str, variant: str, s: Settings, device: torch.device,
+               backbone: str = "resnet18") -> dict:
+    """The stage's loader alone (bench/feed.py): its data set, the view slots its method crops,
+    the check's workers and the stage's batch, as the engine builds it on this device."""
+    from common.data import build_dataset
+
+    cfg = params[section]
+    data = cfg["dataset"]
+    dataset = build_dataset(data["name"], data.get("root"), data.get("split", "train"), **data.get("options", {}))
+    if section == "cq":
+        from cq.pretrain import build_cq
+
+        views = build_cq(params, "simclr", variant, backbone).view_slots()
+    else:
+        from burn.pretrain import method_kwargs, views_for
+
+        pipes = views_for(cfg, "burn")
+        views = [pipes[0]] if method_kwargs(cfg, "burn", variant)[1].get("pairing", "same") == "same" else list(pipes)
+    rate: FeedRate = loader_alone(dataset, views, cfg["train"]["batch_size"], s.workers, device.type)
+    return {"images_per_s": rate.images_per_s, "per_worker": rate.per_worker, "workers": rate.workers,
+            "batches": rate.batches, "epoch_batches": rate.epoch_batches, "slots": len(views)}
 
 
 def call(args: list[str], log: Path, timeout: int) -> str:
@@ -268,12 +311,14 @@ def measure_cq(rec: Recorder, work: Path, s: Settings, device: torch.device, log
     encoder = None
     for variant, backbone, amps in plan:
         options = (params["cq"].get("backbone_options") or {}).get(backbone) or {}
+        feed = stage_feed(params, "cq", variant, s, device, backbone)  # the same loader for every precision
         for amp in amps:
             r = pretrain(work / profile, pfile, "cq.pretrain", ["--method", "simclr", "--variant", variant,
                                                                  "--backbone", backbone], amp, "cq", s, log)
             ref = reference_step(backbone, options, batch * 2, size, device, amp == "bf16", max(2, s.steps // 3)) / 2
             rec.add(Result(f"{prefix}/{variant}/{backbone}", f"CQ {variant} (SimCLR), {backbone}, {size} px, {profile}",
-                           batch, precision_name(amp), r["images_per_s"], r["peak_gib"], ref, r["status"]))
+                           batch, precision_name(amp), r["images_per_s"], r["peak_gib"], ref, r["status"],
+                           extra={"loader": feed}))
             if variant == "baseline" and r["status"] == "ok":
                 encoder = r["out"] / "encoder.pt"
     return encoder
@@ -291,6 +336,7 @@ def measure_burn(rec: Recorder, work: Path, s: Settings, device: torch.device, l
     size = params["burn"]["views"]["burn"]["out_size"]
     options = params["burn"]["backbone_options"]["reactnet_a"]
     stage1 = None
+    feed = stage_feed(params, "burn", "burn", s, device)  # both stages read the same data and views
     for stage, modes in ((1, amps[:1]),) if only_stage1 else ((1, amps), (2, amps[:1])):
         for amp in modes:
             args = ["--method", "burn", "--variant", "burn", "--backbone", "reactnet_a", "--stage", str(stage),
@@ -304,7 +350,8 @@ def measure_burn(rec: Recorder, work: Path, s: Settings, device: torch.device, l
                 stage1 = r["out"]
             ref = reference_step("reactnet_a", options, batch * 2, size, device, amp == "bf16", max(2, s.steps // 3)) / 2
             rec.add(Result(f"burn_stage{stage}", f"BURN stage {stage}, ReActNet-A + ResNet-50 teacher, {size} px",
-                           batch, precision_name(amp), r["images_per_s"], r["peak_gib"], ref, r["status"]))
+                           batch, precision_name(amp), r["images_per_s"], r["peak_gib"], ref, r["status"],
+                           extra={"loader": feed}))
     if only_stage1:
         return
     r = pretrain(work / "burn", pfile, "burn.pretrain", ["--method", "mocov2_tuned", "--backbone", "reactnet_a"],
@@ -338,9 +385,10 @@ def measure_eval(rec: Recorder, work: Path, s: Settings, log: Path, folder: Path
 
 def quantizer_check(device: torch.device, steps: int = 20) -> dict:
     """CQ's quantizing layers under the GPU run's settings (bf16 autocast on, TF32 allowed): outputs
-    at 12, 14 and 16 bits against the same layer in fp32 on the CPU (relative error; the layers
-    compute in true fp32, common/quant.py), and what that costs: ms of a forward + backward of a
-    ResNet-18 res4-sized conv, quantized (true fp32) vs plain under bf16 autocast vs plain fp32."""
+    at 4, 8 (on integer codes, common/quant_codes.py), 12, 14 and 16 bits (true fp32,
+    common/quant.py) against the same layer in fp32 on the CPU (relative error), and what that
+    costs: ms of a forward + backward of a ResNet-18 res4-sized conv, quantized at 8 bits (codes)
+    and 12 bits (true fp32) vs plain under bf16 autocast vs plain fp32."""
     from common.quant import QuantConfig, _tf32_switches, quantize_model
 
     torch.manual_seed(0)
@@ -354,7 +402,7 @@ def quantizer_check(device: torch.device, steps: int = 20) -> dict:
     for obj, name in switches:  # TF32 allowed for the rest of the network, as PyTorch's cuDNN default
         setattr(obj, name, {"fp32_precision": "tf32", "allow_tf32": True}[name])
     try:
-        for bits in (12, 14, 16):
+        for bits in (4, 8, 12, 14, 16):
             layer.bits = bits
             with torch.no_grad():
                 want = layer.cpu()(small)
@@ -363,10 +411,12 @@ def quantizer_check(device: torch.device, steps: int = 20) -> dict:
             errors[bits] = ((got - want).norm() / want.norm()).item()
         timing = {}
         x = torch.randn(64 if device.type == "cuda" else 4, 256, 14, 14, device=device, requires_grad=True)
-        for name, net, bf16 in (("quantized, 8 bits (true fp32)", layer, True), ("plain, bf16 autocast", plain, True),
-                                ("plain, fp32 (TF32 allowed)", plain, False)):
+        for name, net, bits, bf16 in (("quantized, 8 bits (codes)", layer, 8, True),
+                                      ("quantized, 12 bits (true fp32)", layer, 12, True),
+                                      ("plain, bf16 autocast", plain, None, True),
+                                      ("plain, fp32 (TF32 allowed)", plain, None, False)):
             net.to(device).train()
-            layer.bits = 8
+            layer.bits = bits
             timing[name] = _ms_per_step(net, x, device, bf16, steps)
     finally:
         for (obj, name), value in zip(switches, saved):
@@ -390,6 +440,9 @@ def _ms_per_step(net: torch.nn.Module, x: torch.Tensor, device: torch.device, bf
     return 1000 * (time.perf_counter() - start) / steps
 
 
+PIPELINE_TARGETS = ("cq_pretrain/baseline/resnet18", "cq_pretrain/cq_c/resnet18", "burn_stage1")
+PIPELINE_TARGET = 0.7
+
 GROUPS = ("cq", "burn", "eval", "small")  # and burn1: BURN stage 1 in bf16 alone
 
 
@@ -404,8 +457,8 @@ def resume_check(rec: Recorder, encoder: Path, params_file: Path, log: Path, s: 
 
 
 def measure(work: Path, s: Settings, device: torch.device, log: Path, rec: Recorder,
-            groups: tuple[str, ...] = GROUPS) -> Recorder:
-    folder = make_folder(work / "images", s)
+            groups: tuple[str, ...] = GROUPS, images: Path | None = None) -> Recorder:
+    folder = make_folder(images or work / "images", s)
     teacher = teacher_file(work / "resnet50.pth")
     amps = ("bf16", "off") if device.type == "cuda" else ("off",)
     paper = bench_params("paper", s, folder, teacher)
@@ -624,6 +677,16 @@ def project(results: list[Result]) -> list[dict]:
 # Report
 # --------------------------------------------------------------------------------------------
 
+LOADER_BOUND = 0.85  # a run at this share of its loader's own rate waits for its input
+
+
+def bound_by(r: Result) -> str:
+    feed = (r.extra.get("loader") or {}).get("images_per_s")
+    if not (feed and r.images_per_s):
+        return "-"
+    return "loader" if r.images_per_s >= LOADER_BOUND * feed else "step"
+
+
 def fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
@@ -649,17 +712,22 @@ def render(results: list[Result], projection: list[dict], quant: dict | None, ma
         lines += ["**No GPU was found: tiny settings on the CPU. These figures check the script, not a GPU.**", ""]
     merged = any(r.source for r in results)
     lines += ["| stage | what | batch | precision | images/s | peak GPU memory (GiB) | plain step images/s | ours / plain | "
-              "status |" + (" run |" if merged else ""),
-              "| --- " * (10 if merged else 9) + "|"]
+              "loader alone images/s | per worker | bound by | status |" + (" run |" if merged else ""),
+              "| --- " * (13 if merged else 12) + "|"]
     for r in results:
         ratio = r.images_per_s / r.reference if r.images_per_s and r.reference else None
+        feed = r.extra.get("loader") or {}
         status = r.status + (f" ({r.note})" if r.note else "")
         lines.append(f"| {r.stage} | {r.what} | {r.batch} | {r.precision} | {fmt(r.images_per_s)} | "
-                     f"{fmt(r.peak_gib, 2)} | {fmt(r.reference)} | {fmt(ratio, 2)} | {status} |"
-                     + (f" {r.source} |" if merged else ""))
+                     f"{fmt(r.peak_gib, 2)} | {fmt(r.reference)} | {fmt(ratio, 2)} | {fmt(feed.get('images_per_s'))} | "
+                     f"{fmt(feed.get('per_worker'))} | {bound_by(r)} | {status} |" + (f" {r.source} |" if merged else ""))
     lines += ["", "Plain step: the same network and batch, one linear head, cross-entropy and SGD on random tensors "
               "already on the GPU (no input pipeline, no SSL heads), per image of the pretraining batch (two views). "
-              "The ratio is what the input pipeline and the method's extra forwards leave of the bare network's speed.", ""]
+              "The ratio is what the input pipeline and the method's extra forwards leave of the bare network's speed.",
+              "", f"Loader alone: the stage's own loader (the engine's, bench/feed.py) with {s.workers} workers "
+              f"(the machine's {machine['cpus']} cores but {SPARE_CORES}) and no step, over one epoch of the generated "
+              "folder after the workers' first round; the folder holds at least 4 batches per worker. A run is "
+              f"bound by the loader when it reaches {LOADER_BOUND:.0%} of the loader's rate, by the step otherwise.", ""]
     bf = [(a, b) for a in results for b in results
           if a.stage == b.stage and a.source == b.source and a.precision == "bf16" and b.precision == "fp32"
           and a.images_per_s and b.images_per_s]
@@ -714,10 +782,14 @@ def report(path: Path, results: list[Result], quant: dict | None, machine: dict)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "reports/gpu"), help="folder of the report (<device>.md)")
-    parser.add_argument("--steps", type=int, default=30, help="steps of each pretraining run (GPU)")
+    parser.add_argument("--steps", type=int, default=90,
+                        help="steps of each pretraining run (GPU); the rate is the last third's")
     parser.add_argument("--batch", type=int, default=256, help="largest batch on the one GPU")
     parser.add_argument("--tiny", action="store_true", help="tiny settings (implied without CUDA)")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--images", default=None,
+                        help="folder of the generated JPEGs, reused when it holds the right number "
+                             "(default: <work>/images)")
     parser.add_argument("--only", default=",".join(GROUPS),
                         help=f"stage groups to run, of {','.join(GROUPS)} (SimCLR ResNet-18 always runs)")
     parser.add_argument("--from-json", nargs="+", default=None,
@@ -748,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         log = work / "gpu-check.log"
         log.touch()
-        results = measure(work, s, device, log, rec, groups)
+        results = measure(work, s, device, log, rec, groups, Path(args.images) if args.images else None)
         failed = [r for r in results if r.status != "ok"]
         if failed:
             print(f"stage failures; the end of {log}:\n  {last_lines(log, 8)}")
@@ -758,6 +830,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"TARGET quantizer_exact_under_bf16: {worst:.1e} (target <= 1e-4) {'PASS' if worst <= 1e-4 else 'FAIL'}")
     print(f"TARGET resume_of_a_finished_run: {rec.machine.get('resume')} (target == ok) "
           f"{'PASS' if rec.machine.get('resume') == 'ok' else 'FAIL'}")
+    if cuda:  # what the input pipeline and the method leave of a plain step of the same network
+        for stage in PIPELINE_TARGETS:
+            row = next((r for r in results if r.stage == stage and r.precision == "bf16"), None)
+            ratio = row.images_per_s / row.reference if row and row.images_per_s and row.reference else 0.0
+            print(f"TARGET pipeline_over_plain_step[{stage}]: {ratio:.2f} (target >= {PIPELINE_TARGET}) "
+                  f"{'PASS' if ratio >= PIPELINE_TARGET else 'FAIL'}")
     print(f"TARGET stages_complete: {len(results) - len(failed)}/{len(results)} (target == {len(results)}) "
           f"{'PASS' if not failed else 'FAIL'}")
     return 0 if not failed and worst <= 1e-4 and rec.machine.get("resume") == "ok" else 1

@@ -55,6 +55,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common import quant_codes
 from common.errors import ConfigError
 
 MODES = ("floor", "cpt")
@@ -141,17 +142,34 @@ def _check_bits(bits: int | None) -> int | None:
 # Quantizer functions (forward only; the autograd wrappers below add the straight-through grad)
 # --------------------------------------------------------------------------------------------
 
-def floor_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """CQ Eq. 9 on one tensor: ``S * floor(x / S)``, ``S = (max - min) / (2^q - 1)``."""
+def floor_scale(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """CQ Eq. 9's step ``S = (max - min) / (2^q - 1)`` of one tensor."""
     lo, hi = torch.aminmax(x.detach())
     scale = (hi - lo) / (2 ** bits - 1)
     # Zero range: use S = |x| (or 1 at zero) so that floor(x / S) * S == x exactly.
     fallback = torch.where(lo != 0, lo.abs(), torch.ones_like(lo))
-    scale = torch.where(scale > 0, scale, fallback)
+    return torch.where(scale > 0, scale, fallback)
+
+
+def floor_quantize(x: torch.Tensor, bits: int, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """CQ Eq. 9 on one tensor: ``S * floor(x / S)``, ``S = (max - min) / (2^q - 1)`` (`scale`:
+    S already taken by `floor_scale`)."""
+    scale = floor_scale(x, bits) if scale is None else scale
     # true division + in-place floor: ~5x faster on CPU than div(rounding_mode="floor"), which
     # corrects for the exact quotient; the two differ only where x / S is within one float32
     # ulp of an integer.
     return torch.div(x, scale).floor_().mul_(scale)
+
+
+def cpt_scale(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> torch.Tensor:
+    """CPT's step ``S = max((hi - lo) / (2^q - 1), 1e-8)`` (per tensor or per channel)."""
+    return ((hi - lo) / (2 ** bits - 1)).clamp_min(CPT_MIN_SCALE).float()
+
+
+def cpt_channel_range(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min and max of each output channel (dim 0) of a weight."""
+    flat = w.detach().reshape(w.shape[0], -1)
+    return flat.amin(dim=1), flat.amax(dim=1)
 
 
 def cpt_quantize(x: torch.Tensor, bits: int, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -161,7 +179,7 @@ def cpt_quantize(x: torch.Tensor, bits: int, lo: torch.Tensor, hi: torch.Tensor)
     Clamping after rounding (the fused kernel) equals clamping before, since the bounds are integers.
     """
     qmax = 2 ** bits - 1
-    scale = ((hi - lo) / qmax).clamp_min(CPT_MIN_SCALE).float().reshape(1)
+    scale = cpt_scale(lo, hi, bits).reshape(1)
     zero = torch.zeros(1, dtype=torch.int32, device=x.device)
     shifted = x - lo
     out = torch.fake_quantize_per_tensor_affine(shifted, scale, zero, 0, qmax)
@@ -171,9 +189,8 @@ def cpt_quantize(x: torch.Tensor, bits: int, lo: torch.Tensor, hi: torch.Tensor)
 def cpt_quantize_per_channel(w: torch.Tensor, bits: int) -> torch.Tensor:
     """CPT weight quantizer: min/max per output channel (dim 0), taken fresh at every forward."""
     qmax = 2 ** bits - 1
-    flat = w.detach().reshape(w.shape[0], -1)
-    lo, hi = flat.amin(dim=1), flat.amax(dim=1)
-    scale = ((hi - lo) / qmax).clamp_min(CPT_MIN_SCALE).float()
+    lo, hi = cpt_channel_range(w)
+    scale = cpt_scale(lo, hi, bits)
     zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
     view = (-1,) + (1,) * (w.dim() - 1)
     lo_b = lo.view(view)
@@ -294,6 +311,19 @@ class _QuantLayer:
         lo, hi = self._activation_range(x)
         return quantize_ste(x, cpt_quantize, self.bits, lo, hi)
 
+    def quantized_with_scales(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_q, its scale, w_q, its scale): the same quantized tensors as quantized_input and
+        quantized_weight, with the steps the code path needs (common/quant_codes.py)."""
+        if self.config.mode == "floor":
+            sx, sw = floor_scale(x, self.bits), floor_scale(self.weight, self.bits)
+            return (quantize_ste(x, floor_quantize, self.bits, sx), sx,
+                    quantize_ste(self.weight, floor_quantize, self.bits, sw), sw)
+        lo, hi = self._activation_range(x)
+        w_lo, w_hi = cpt_channel_range(self.weight)
+        sw = cpt_scale(w_lo, w_hi, self.bits).view(-1, *([1] * (self.weight.dim() - 1)))
+        return (quantize_ste(x, cpt_quantize, self.bits, lo, hi), cpt_scale(lo, hi, self.bits),
+                quantize_ste(self.weight, cpt_quantize_per_channel, self.bits), sw)
+
     def _activation_range(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training:
             lo, hi = torch.aminmax(x.detach())
@@ -328,6 +358,11 @@ class QuantConv2d(_QuantLayer, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bits is None:
             return nn.Conv2d.forward(self, x)
+        if quant_codes.active(x, self.bits) and self.groups == 1 and self.padding_mode == "zeros":
+            with exact_fp32(x.device.type):  # quantizers in fp32; the conv on codes, reduced units
+                xq, sx, wq, sw = self.quantized_with_scales(x.float())
+                out = quant_codes.from_codes(xq, sx, wq, sw, self.bits, self.bias, (self.stride, self.padding, self.dilation))
+            return self._maybe_quantize_grad(out)
         with exact_fp32(x.device.type):  # q bits must survive bf16 autocast and TF32
             out = self._conv_forward(self.quantized_input(x.float()), self.quantized_weight(), self.bias)
         return self._maybe_quantize_grad(out)
@@ -339,6 +374,11 @@ class QuantLinear(_QuantLayer, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bits is None:
             return nn.Linear.forward(self, x)
+        if quant_codes.active(x, self.bits):
+            with exact_fp32(x.device.type):
+                xq, sx, wq, sw = self.quantized_with_scales(x.float())
+                out = quant_codes.from_codes(xq, sx, wq, sw, self.bits, self.bias, None)
+            return self._maybe_quantize_grad(out)
         with exact_fp32(x.device.type):
             out = F.linear(self.quantized_input(x.float()), self.quantized_weight(), self.bias)
         return self._maybe_quantize_grad(out)

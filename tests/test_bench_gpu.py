@@ -88,6 +88,42 @@ def test_burn_appendix_figures_are_projected_from_their_runs_and_snapshot_evalua
     assert fp.hours == pytest.approx(weak.hours) and fp.approx  # FP network at the binary one's rate, marked
 
 
+@pytest.mark.parametrize("cores", [16, 8, 3])
+def test_the_checks_folder_keeps_every_worker_busy(gpu, cores):
+    """On the GPU check's own settings, one epoch of the generated folder is at least 4 batches
+    per loader worker, and the workers are the machine's cores but two."""
+    s = gpu.settings(False, 90, 256, cores=cores)
+    assert s.workers == cores - 2
+    batches_per_epoch = s.per_class * 10 // s.batch  # drop_last, as the engine
+    assert batches_per_epoch >= 4 * s.workers
+    if cores == 16:
+        assert s.per_class * 10 >= 14 * 256 * 4
+
+
+def test_a_stage_feed_is_the_engines_loader_with_its_views(gpu, tmp_path):
+    """The loader alone of a CQ and a BURN stage on a tiny folder: the CQ-C stage crops the slots
+    its method uses, every image of the timed window counted once."""
+    s = gpu.Settings(True, 2, 4, 1, 48, 6, 60)
+    folder = gpu.make_folder(tmp_path / "images", s)
+    assert sum(1 for _ in (folder / "train").rglob("*.jpg")) == 60
+    params = gpu.bench_params("paper", s, folder, tmp_path / "unused.pth")
+    cq = gpu.stage_feed(params, "cq", "cq_c", s, gpu.torch.device("cpu"))
+    burn = gpu.stage_feed(params, "burn", "burn", s, gpu.torch.device("cpu"))
+    for feed in (cq, burn):
+        assert feed["workers"] == 1 and feed["epoch_batches"] == 60 // 4
+        assert feed["batches"] == feed["epoch_batches"] - 1  # the first round left out
+        assert feed["images_per_s"] > 0 and feed["per_worker"] == feed["images_per_s"]
+    assert cq["slots"] == 2
+
+
+def test_the_report_says_what_bounds_each_run(gpu):
+    row = gpu.Result("burn_stage1", "", 256, "bf16", 900.0, reference=1000.0, extra={"loader": {"images_per_s": 1000.0}})
+    assert gpu.bound_by(row) == "loader"
+    row.images_per_s = 500.0
+    assert gpu.bound_by(row) == "step"
+    assert gpu.bound_by(gpu.Result("x", "", 1, "fp32", 10.0)) == "-"
+
+
 @pytest.mark.e2e
 def test_gpu_check_runs_on_a_cpu_in_its_tiny_mode(tmp_path):
     out = tmp_path / "report"
@@ -102,6 +138,9 @@ def test_gpu_check_runs_on_a_cpu_in_its_tiny_mode(tmp_path):
                                             "eval/linear", "eval/finetune", "eval/detection", "cq_small/cq_c/resnet18"}
     assert all(s["status"] == "ok" and s["images_per_s"] > 0 for s in stages["results"])
     assert stages["resume"] == "ok" and stages["device"] == "cpu-tiny"
+    pretraining = [r for r in stages["results"] if r["stage"].startswith(("cq_", "burn_stage"))]
+    assert pretraining and all(r["extra"]["loader"]["images_per_s"] > 0 for r in pretraining)
+    assert "| loader alone images/s |" in report
     assert "TARGET quantizer_exact_under_bf16:" in proc.stdout and "TARGET resume_of_a_finished_run: ok" in proc.stdout
     n = len(stages["results"])
     assert f"TARGET stages_complete: {n}/{n}" in proc.stdout

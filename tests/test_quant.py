@@ -7,6 +7,7 @@ import torch.nn.functional as F
 import torchvision
 
 from common.errors import ConfigError
+from common import quant_codes
 from common.quant import (
     QuantConfig, QuantConv2d, QuantLinear, SwitchableBatchNorm2d, cpt_quantize,
     cpt_quantize_per_channel, floor_quantize, get_precision, parse_precision_set, precision,
@@ -374,7 +375,7 @@ def test_exact_fp32_turns_tf32_and_autocast_off_and_restores_them():
     switches = _tf32_switches()
     before = [getattr(obj, name) for obj, name in switches]
     layer = quantize_model(nn.Sequential(nn.Conv2d(3, 4, 3)), keep_fp=())[0]
-    layer.bits = 8
+    layer.bits = 12  # above the code path's widths: the exact fp32 conv
     seen = {}
     conv = layer._conv_forward
 
@@ -392,3 +393,88 @@ def test_exact_fp32_turns_tf32_and_autocast_off_and_restores_them():
     with pytest.raises(RuntimeError), exact_fp32("cpu"):
         raise RuntimeError("restored after an exception too")
     assert [getattr(obj, name) for obj, name in switches] == before
+
+
+# --------------------------------------------------------------------------------------------
+# q <= 8 under bf16 autocast: the layer computes on integer codes (common/quant_codes.py)
+# --------------------------------------------------------------------------------------------
+
+def _quant_layer(kind: str, mode: str) -> nn.Module:
+    plain = {"conv": nn.Conv2d(12, 20, 3, padding=1), "conv_s2": nn.Conv2d(12, 20, 3, stride=2, padding=1, bias=False),
+             "conv_1x1": nn.Conv2d(12, 20, 1, bias=False), "linear": nn.Linear(48, 24)}[kind]
+    return quantize_model(nn.Sequential(plain), keep_fp=(), config=QuantConfig(mode=mode))[0].eval()
+
+
+def _float64_reference(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer's output from its own quantized tensors, in float64."""
+    xq, wq = layer.quantized_input(x).double(), layer.quantized_weight().double()
+    bias = None if layer.bias is None else layer.bias.double()
+    if isinstance(layer, nn.Linear):
+        return torch.nn.functional.linear(xq, wq, bias)
+    return torch.nn.functional.conv2d(xq, wq, bias, layer.stride, layer.padding, layer.dilation)
+
+
+@pytest.mark.parametrize("mode", ["floor", "cpt"])
+@pytest.mark.parametrize("kind", ["conv", "conv_s2", "conv_1x1", "linear"])
+@pytest.mark.parametrize("shift", [0.0, 0.8, "relu"])
+def test_code_domain_layers_equal_the_fp32_quantizer_for_every_width(kind, mode, shift):
+    """Under bf16 autocast, q = 2..8 takes the code path and gives the exact fp32 layer's output
+    up to fp32 accumulation order (its error against float64 is of the same size as the fp32
+    layer's own); q = 9..16 takes the fp32 path, bit for bit the same as without autocast."""
+    torch.manual_seed(0)
+    layer = _quant_layer(kind, mode)
+    x = torch.randn(4, 12, 9, 9) if kind != "linear" else torch.randn(10, 48)
+    x = x.relu() if shift == "relu" else x + shift
+    for bits in range(2, 17):
+        layer.bits = bits
+        with torch.no_grad():
+            fp32 = layer(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert quant_codes.active(x, bits) == (bits <= quant_codes.CODE_BITS)
+                mixed = layer(x)
+            ref = _float64_reference(layer, x)
+        assert mixed.dtype == torch.float32
+        if bits > quant_codes.CODE_BITS:
+            assert torch.equal(mixed, fp32), f"{bits} bits"
+            continue
+        err = ((mixed.double() - ref).norm() / ref.norm()).item()
+        own = ((fp32.double() - ref).norm() / ref.norm()).item()
+        assert err <= max(10 * own, 1e-6), f"{bits} bits: {err:.1e} against float64 (the fp32 layer: {own:.1e})"
+        assert ((mixed - fp32).norm() / fp32.norm()).item() <= 2e-6
+
+
+@pytest.mark.parametrize("mode", ["floor", "cpt"])
+def test_code_domain_layers_keep_the_straight_through_gradient(mode):
+    """The gradients of the code path are the exact layer's (straight-through) up to bf16 rounding,
+    and a CPT layer in training updates its activation range once per forward."""
+    torch.manual_seed(0)
+    layer = _quant_layer("conv", mode).train()
+    x = torch.randn(3, 12, 7, 7) + 0.3
+    grads = {}
+    for amp in (False, True):
+        layer.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        layer.bits = 6
+        tracked = int(layer.act_tracked) if mode == "cpt" else None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = layer(xi)
+        out.float().square().mean().backward()
+        if mode == "cpt":
+            assert int(layer.act_tracked) == tracked + 1
+        grads[amp] = (xi.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone())
+    for exact, mixed in zip(grads[False], grads[True]):
+        assert ((mixed - exact).norm() / exact.norm()).item() < 2e-2
+
+
+def test_the_code_path_needs_bf16_autocast_and_plain_zero_padding():
+    x = torch.randn(2, 12, 5, 5)
+    assert not quant_codes.active(x, 8)  # no autocast: the run is fp32 throughout
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert quant_codes.active(x, 8) and not quant_codes.active(x, 9) and not quant_codes.active(x, None)
+        assert not quant_codes.active(x[:0], 8)
+    layer = quantize_model(nn.Sequential(nn.Conv2d(12, 12, 3, padding=1, groups=3)), keep_fp=())[0].eval()
+    layer.bits = 8
+    with torch.no_grad():
+        fp32 = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(layer(x), fp32)  # grouped: the exact fp32 path
