@@ -21,7 +21,9 @@ once under --work), interleaved round by round with the same number of loader wo
 Also the loader alone as the engine builds it for a CUDA run (bench/feed.py: the workers decode
 and crop both views, the device would finish them; no step, steady state after the workers' first
 round), with 1 worker and with --workers: images/s and images/s per worker, the number a GPU
-check's feed is sized by (the CPU model is printed beside it).
+check's feed is sized by (the CPU model is printed beside it); for both `decode` paths of a
+folder (cpu: the workers decode and crop; gpu: they only read the bytes and draw the boxes), and
+where CUDA is present the GPU path with the device's decoding and cutting included.
 
 Images/s over one pass of the folder per round (median of the rounds); each target is the median
 over rounds of the ratio within a round, whose two pipelines run back to back (a load that changes
@@ -144,11 +146,13 @@ def decode_ms(root: Path, count: int = 200) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def feed_alone(root: Path, workers: int, batch: int):
-    """The engine's loader of a CUDA SimCLR run on this folder, no step (bench/feed.py)."""
+def feed_alone(root: Path, workers: int, batch: int, decode: str = "cpu", device: str = "cpu"):
+    """The engine's loader of a CUDA SimCLR run on this folder, no step (bench/feed.py): `decode`
+    cpu, the workers decode and crop; gpu, they read bytes and draw boxes, and on a CUDA `device`
+    the batch is decoded and cut there too."""
     views = build_views("simclr", 224, strength=1.0, blur=True, norm="imagenet")
-    data = build_dataset("imagefolder", str(root), "train", load_size=256)
-    return loader_alone(data, list(views), batch, workers, "cpu", finish_views=False)
+    data = build_dataset("imagefolder", str(root), "train", load_size=256, decode=decode)
+    return loader_alone(data, list(views), batch, workers, device, finish_views=False, on_device=device == "cuda")
 
 
 def round_ratios(ours: list[float], theirs: list[float]) -> list[float]:
@@ -177,7 +181,11 @@ def main() -> int:
                 seconds, n = run()
                 rates[name].append(n / seconds)
         decoders = decode_ms(root)
-        feeds = {w: [feed_alone(root, w, args.batch) for _ in range(args.rounds)] for w in sorted({1, args.workers})}
+        feeds = {(decode, w): [feed_alone(root, w, args.batch, decode) for _ in range(args.rounds)]
+                 for decode in ("cpu", "gpu") for w in sorted({1, args.workers})}
+        if torch.cuda.is_available():  # the GPU path as a run has it: workers, then the device
+            feeds[("gpu, on CUDA", args.workers)] = [feed_alone(root, args.workers, args.batch, "gpu", "cuda")
+                                                     for _ in range(args.rounds)]
     median = {name: statistics.median(v) for name, v in rates.items()}
     print(f"{args.images} JPEGs of 500 x 375, {args.workers} loader workers, batch {args.batch}, "
           f"{args.rounds} rounds, torch {torch.__version__} on {os.cpu_count()} CPU cores")
@@ -187,11 +195,12 @@ def main() -> int:
     print(f"{'decoder (one 500 x 375 JPEG)':<30} {'ms (median)':>12}")
     for name, value in decoders.items():
         print(f"{name:<30} {value:>12.2f}")
-    print(f"loader alone (the engine's CUDA loader, no step) on {cpu_model()}:")
-    for w, rounds in feeds.items():
+    print(f"loader alone (the engine's CUDA loader, no step) on {cpu_model()}; decode cpu: the workers decode "
+          "and crop; decode gpu: they read bytes and draw boxes (the device decodes)")
+    for (decode, w), rounds in feeds.items():
         rate = statistics.median(r.images_per_s for r in rounds)
-        print(f"  {w} worker{'s' if w > 1 else ' '}: {rate:>7.1f} images/s, {rate / w:>7.1f} per worker "
-              f"(rounds {' '.join(f'{r.images_per_s:.1f}' for r in rounds)}; {rounds[0].batches} batches timed)")
+        print(f"  decode {decode:<12} {w} worker{'s' if w > 1 else ' '}: {rate:>8.1f} images/s, {rate / w:>8.1f} per "
+              f"worker (rounds {' '.join(f'{r.images_per_s:.1f}' for r in rounds)}; {rounds[0].batches} batches timed)")
     # each ratio is the median over rounds of the ratio within a round: the two pipelines of a round
     # run back to back, so a load that changes between rounds cancels out
     ssl_rounds = round_ratios(rates["ours, SSL"], rates["reference, SSL"])

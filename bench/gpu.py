@@ -192,7 +192,8 @@ def stage_feed(params: dict, section: str, variant: str, s: Settings, device: to
 
         pipes = views_for(cfg, "burn")
         views = [pipes[0]] if method_kwargs(cfg, "burn", variant)[1].get("pairing", "same") == "same" else list(pipes)
-    rate: FeedRate = loader_alone(dataset, views, cfg["train"]["batch_size"], s.workers, device.type)
+    # on_device: with the folder's GPU decoding (the default on CUDA) the feed ends on the device
+    rate: FeedRate = loader_alone(dataset, views, cfg["train"]["batch_size"], s.workers, device.type, on_device=True)
     return {"images_per_s": rate.images_per_s, "per_worker": rate.per_worker, "workers": rate.workers,
             "batches": rate.batches, "epoch_batches": rate.epoch_batches, "slots": len(views)}
 

@@ -491,7 +491,7 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     # full-image crops, if the data set asks for them; on a CPU the loader workers also finish the
     # views, beside the training step (on a GPU the device does, common/data/crops.py)
     dataset = training_source(dataset, method.view_slots(), cfg.seed,
-                              finish_views=rt.device.type == "cpu" and cfg.num_workers > 0)
+                              finish_views=rt.device.type == "cpu" and cfg.num_workers > 0, device_type=rt.device.type)
     run = _setup(method, dataset, cfg, rt)
     resumed = _resume(run, out_dir / CHECKPOINT, phash, rt)
     state = resumed or RunState()
@@ -522,6 +522,8 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
         "world_size": rt.world,
         # where the SSL crops came from: the whole file (loader workers) or the stored images (device)
         "crops": "full" if isinstance(dataset, FullImageCrops) else "stored",
+        # where full-image crops were decoded and cut: the device (gpu) or the loader workers (cpu)
+        "decode": dataset.decode if isinstance(dataset, FullImageCrops) else None,
         "method": method.summary(),
         "provenance": provenance(params, rt.device, **run_info),
     }

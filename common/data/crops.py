@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
+from common.data import device_crops
 from common.data.decode import DEFAULT_LOAD_SIZE, to_uint8_chw
 from common.errors import ConfigError
 from common.views import RandomResizedCrop, ViewPipeline
@@ -129,7 +130,8 @@ class FullImageCrops(Dataset):
     there the worker processes run beside the training step, where the training process would
     run them after it; views drawn from a generator per batch, seeded by its first item)."""
 
-    def __init__(self, dataset: Dataset, pipelines: list[ViewPipeline], seed: int, finish_views: bool = False):
+    def __init__(self, dataset: Dataset, pipelines: list[ViewPipeline], seed: int, finish_views: bool = False,
+                 decode: str = "cpu"):
         files = image_files(dataset)
         if files is None:
             raise ConfigError(f"crops: full needs a data set of image files; {getattr(dataset, 'name', dataset)!r} "
@@ -142,6 +144,9 @@ class FullImageCrops(Dataset):
             raise ConfigError(f"crops: full needs views of one size; this method's are {[s.size for s in self.slots]}")
         self.samples, self.seed, self.pipelines, self.finish_views = files, seed, list(pipelines), finish_views
         self.num_classes = getattr(_base(dataset), "num_classes", None)
+        # gpu: the workers read bytes and draw boxes, the device decodes and cuts (device_crops.py);
+        # its views are always finished where the batch lands
+        self.decode = decode
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -150,11 +155,16 @@ class FullImageCrops(Dataset):
         index, epoch = key
         path, label = self.samples[index]
         generator = torch.Generator().manual_seed(item_seed(self.seed, epoch, index))
+        if self.decode == "gpu":
+            return (*device_crops.read_item(path, self.slots, generator), label, key)
         return decode_crops(path, self.slots, generator), label, key
 
-    def collate(self, items: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def collate(self, items: list) -> tuple[torch.Tensor | device_crops.EncodedBatch, torch.Tensor]:
+        labels = torch.as_tensor([item[-2] for item in items])
+        if self.decode == "gpu":
+            return device_crops.EncodedBatch([item[0] for item in items], torch.stack([item[1] for item in items]),
+                                             self.slots[0].size), labels
         crops = torch.stack([item[0] for item in items])
-        labels = torch.as_tensor([item[1] for item in items])
         if not self.finish_views or not items:
             return crops, labels
         index, epoch = items[0][2]
@@ -184,12 +194,20 @@ def crop_mode(dataset: Dataset) -> str:
 
 
 def training_source(dataset: Dataset, view_slots: list[ViewPipeline], seed: int,
-                    finish_views: bool = False) -> Dataset:
-    """What a pretraining loop reads: `FullImageCrops` of a data set that asks for full-image crops
-    (one slot per view pipeline the method calls), the data set itself otherwise."""
+                    finish_views: bool = False, device_type: str = "cpu") -> Dataset:
+    """What a pretraining loop on `device_type` reads: `FullImageCrops` of a data set that asks
+    for full-image crops (one slot per view pipeline the method calls), the data set itself
+    otherwise."""
     if crop_mode(dataset) != "full":
         return dataset
-    return FullImageCrops(dataset, view_slots, seed, finish_views)
+    return FullImageCrops(dataset, view_slots, seed, finish_views, decode_mode(dataset, device_type))
+
+
+def decode_mode(dataset: Dataset, device_type: str) -> str:
+    """Where a folder's full-image crops are decoded: its `decode` option, `auto` resolved to gpu
+    on a CUDA device and cpu elsewhere."""
+    mode = getattr(_base(dataset), "decode", "auto")
+    return ("gpu" if device_type == "cuda" else "cpu") if mode == "auto" else mode
 
 
 def collate_fn(dataset: Dataset):

@@ -6,7 +6,10 @@ resized to `load_size` (default 256), centre square cropped (see `common.data.de
 evaluations' picture. For SSL pretraining, `crops` says where the random crops come from: "full"
 (default) draws them from the whole decoded file in the loader workers, as the reference pipelines
 do (`common.data.crops`); "square" draws them on the device from the 256 px centre square (faster
-to decode, but it never shows the image's sides).
+to decode, but it never shows the image's sides). `decode` says where full-image crops are decoded
+and cut: `auto` (default) on the training device when it is a GPU (`common.data.device_crops`), in
+the loader workers otherwise; `gpu` or `cpu` force one (`gpu` on a CPU device runs the device
+path's code on the CPU, which is how the tests check it).
 
 Choices where the papers are silent:
 - classes are the sorted sub-folder names of `root/<split>` (so label ids agree between splits
@@ -28,6 +31,9 @@ from common.errors import ConfigError
 # where SSL crops come from: full, the whole decoded file (common/data/crops.py); square, the stored
 # centre square (the labelled older option)
 CROP_MODES = ("full", "square")
+# where full-image crops are decoded and cut: auto (gpu where the run's device is CUDA, else cpu);
+# gpu, on the training device (common/data/device_crops.py); cpu, in the loader workers with PIL
+DECODE_MODES = ("auto", "gpu", "cpu")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
                     ".gif")
 
@@ -38,11 +44,13 @@ class ImageFolder(Dataset):
     name = "imagefolder"
 
     def __init__(self, root: str | Path | None, split: str = "train",
-                 load_size: int = DEFAULT_LOAD_SIZE, crops: str = "full"):
+                 load_size: int = DEFAULT_LOAD_SIZE, crops: str = "full", decode: str = "auto"):
         self.load_size = check_load_size(load_size, self.name)
         if crops not in CROP_MODES:
             raise ConfigError(f"{self.name} crops={crops!r}: expected full (SSL crops from the whole image) or square")
-        self.crops = crops
+        if decode not in DECODE_MODES:
+            raise ConfigError(f"{self.name} decode={decode!r}: expected one of {', '.join(DECODE_MODES)}")
+        self.crops, self.decode = crops, decode
         base = require_root(root, self.name, "a folder with <split>/<class>/<image> inside")
         split_dir = base / split
         if not split_dir.is_dir():
