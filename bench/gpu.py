@@ -55,12 +55,12 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
 from bench.feed import FeedRate, folder_images, loader_alone  # noqa: E402
 from bench.jpegs import write_folder  # noqa: E402
 from common import runs  # noqa: E402
 from common.config import dump_params, load_params  # noqa: E402
+from reports import mapping  # noqa: E402
 
 # Training-set sizes of the data sets the paper profiles pretrain and evaluate on.
 DATASET_IMAGES = {"data/imagenet": 1_281_167, "data/imagenet100": 126_689, "cifar100": 50_000}
@@ -618,33 +618,15 @@ def eval_cost(results: list[Result], params: dict, suite: str, variant: str | No
     return Cost(None)
 
 
-def figure_pairs(spec: dict) -> list[tuple[str, object]]:
-    """(run key, source) of every point of a mapped line figure (reports/figures.py)."""
-    pairs = []
-    for panel in spec.get("panels") or []:
-        for points in (panel.get("lines") or {}).values():
-            for point in points.values():
-                pairs.append(tuple(point) if isinstance(point, list) else (point, panel.get("source")))
-    return pairs
-
-
-def table_parts(mapping: dict, keys: list[str]) -> dict[str, tuple[set, set]]:
+def table_parts(report: dict, keys: list[str]) -> dict[str, tuple[set, set]]:
     """table (or mapped figure) -> (pretraining run keys it reads, (suite, variant, run key)
-    evaluations it reads)."""
+    evaluations it reads), walked by the mappings' one reader (reports/mapping.py)."""
     out = {}
-    report = mapping.get("report") or {}
-    specs = [(table, spec, []) for table, spec in report.get("tables", {}).items()]
-    specs += [(name, {}, figure_pairs(spec)) for name, spec in (report.get("figures") or {}).items()]
-    for table, spec, pairs in specs:
-        if "rows" in spec:
-            for run_pattern in spec["rows"].values():
-                for source in (spec.get("columns") or {}).values():
-                    pairs.append((run_pattern, source))
-        for cell in spec.get("cells") or []:
-            pairs.append((cell[2], cell[3]))
+    specs = [(table, mapping.table_runs(table, spec)) for table, spec in (report.get("tables") or {}).items()]
+    specs += [(name, mapping.figure_runs(name, spec)) for name, spec in (report.get("figures") or {}).items()]
+    for table, pairs in specs:
         run_keys, evals = set(), set()
         for pattern, source in pairs:
-            suite, _, variant = (source["suite"] if isinstance(source, dict) else source.split(":")[0]).partition("/")
             matched = fnmatch.filter(keys, pattern)
             if pattern.endswith("@*"):  # every precision set, the profile's own included
                 matched += [k for k in keys if k == pattern[:-2]]
@@ -653,7 +635,7 @@ def table_parts(mapping: dict, keys: list[str]) -> dict[str, tuple[set, set]]:
                 section, name, _ = runs.parse_key(key)
                 if section == "burn" and runs.burn_run_kind(name)[0] == "stage2":  # and the stage 1 it starts from
                     run_keys.add(f"{section}/{runs.burn_stage_name(runs.burn_run_kind(name)[1], 1)}")
-                evals.add((suite, variant or None, key))
+                evals.add((source["suite"], source["variant"] or None, key))
         out[table] = (run_keys, evals)
     return out
 
@@ -663,8 +645,7 @@ def project(results: list[Result]) -> list[dict]:
     for profile, path in PROFILES.items():
         params = load_params(path)
         keys = runs.pretraining_keys(params)
-        mapping = yaml.safe_load(MAPPINGS[profile].read_text())
-        for table, (run_keys, evals) in table_parts(mapping, keys).items():
+        for table, (run_keys, evals) in table_parts(mapping.read_mapping(MAPPINGS[profile]), keys).items():
             costs = [pretraining_cost(results, params, k) for k in sorted(run_keys)]
             costs += [eval_cost(results, params, s, v, k) for s, v, k in sorted(evals, key=str)]
             known = [c.hours for c in costs if c.hours is not None]

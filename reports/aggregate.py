@@ -45,36 +45,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
 from common.checkpoint import write_json
-from common.config import cli_main, read_params_file, read_yaml_mapping
+from common.config import cli_main
 from common.runs import METRICS, parse_key, resolve, run_precision, seed_folders
+from reports import mapping
+from reports.mapping import load_report_params
 from reports.stats import mean_interval
 from common.errors import ConfigError
 from reports.tables import DIVERGED, NOT_RUN, load_paper_tables, parse_measured
 
-_SOURCE = re.compile(r"^(?P<suite>[\w.-]+)(?:/(?P<variant>[\w.-]+))?:(?P<key>[\w.-]+)(?:\*(?P<scale>[\d.eE+-]+))?$")
 _CONTEXT_FIELDS = ("dataset", "network", "notes")
-
-
-def parse_source(source: Any, where: str) -> dict:
-    """'suite[/variant]:key[*scale]' or a mapping -> {suite, variant, key, scale, std, n}."""
-    if isinstance(source, str):
-        m = _SOURCE.match(source.strip())
-        if not m:
-            raise ConfigError(f"{where}: source {source!r}: expected 'suite[/variant]:key[*scale]'")
-        return {"suite": m["suite"], "variant": m["variant"], "key": m["key"],
-                "scale": float(m["scale"]) if m["scale"] else 1.0, "std": None, "n": None}
-    if isinstance(source, Mapping) and "suite" in source and "key" in source:
-        unknown = set(source) - {"suite", "variant", "key", "scale", "std", "n"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown source field(s) {sorted(unknown)}")
-        return {"variant": None, "scale": 1.0, "std": None, "n": None, **source}
-    raise ConfigError(f"{where}: source {source!r}: expected a string or a mapping with suite and key")
 
 
 def lookup(obj: Any, key: str, path: Path) -> Any:
@@ -166,28 +150,21 @@ def row_key(row: str, run: str, runs: Path) -> str | None:
 
 def table_cells(table_id: str, spec: Mapping, runs: Path,
                 known_rows: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    where = f"report.tables.{table_id}"
-    unknown = set(spec) - {"context", "rows", "columns", "cells"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
     cells: dict[str, dict[str, Any]] = {}
-    rows, columns = spec.get("rows") or {}, spec.get("columns") or {}
-    for template, entry in rows.items():
-        for run in every_set(str(entry), runs):
-            templated, row = "{precision}" in str(template), row_key(str(template), run, runs)
+    rows, columns = mapping.table_rows(table_id, spec), mapping.table_columns(table_id, spec)
+    for template, entry in rows:
+        for run in every_set(entry, runs):
+            templated, row = "{precision}" in template, row_key(template, run, runs)
             if row is None:  # "{precision}" of a run not there yet: its cells stay "not run"
                 continue
             if templated and known_rows is not None and row not in known_rows:
                 print(f"report.tables.{table_id}: {run} used precision set of row {row!r}, which the "
                       f"paper's table has not; left out")
                 continue
-            for column, source in columns.items():
-                cells.setdefault(row, {})[column] = read_cell(runs, run, parse_source(source, where))
-    for entry in spec.get("cells") or []:
-        if not isinstance(entry, (list, tuple)) or len(entry) != 4:
-            raise ConfigError(f"{where}.cells: expected [row, column, run, source] entries")
-        row, column, run, source = entry
-        cells.setdefault(row, {})[column] = read_cell(runs, str(run), parse_source(source, where))
+            for column, source in columns:
+                cells.setdefault(row, {})[column] = read_cell(runs, run, source)
+    for row, column, run, source in mapping.table_cells(table_id, spec):
+        cells.setdefault(row, {})[column] = read_cell(runs, run, source)
     return cells
 
 
@@ -240,18 +217,6 @@ def headline(measured: Mapping, spec: Mapping | None) -> dict:
         out[str(label)] = round(cell["value"], 2) if isinstance(cell, dict) else (
             round(cell, 2) if isinstance(cell, (int, float)) else cell)
     return out
-
-
-def load_report_params(path: str | Path = "params.yaml") -> dict:
-    """params.yaml with its ``report`` section read from the file ``report_mapping`` names
-    (a profile's mapping lives in reports/mapping/<profile>.yaml)."""
-    params = read_params_file(path, "--params")
-    mapping = params.get("report_mapping")
-    if mapping is not None:
-        params["report"] = read_yaml_mapping(mapping, "report_mapping").get("report")
-        if not isinstance(params["report"], dict):
-            raise ConfigError(f"report_mapping {mapping}: expected a 'report' section")
-    return params
 
 
 @cli_main

@@ -47,7 +47,8 @@ from common.checkpoint import write_json  # noqa: E402
 from common.config import cli_main  # noqa: E402
 from common.errors import ConfigError  # noqa: E402
 from common.runs import baseline_name, burn_configurations, burn_stage_name, seed_folders  # noqa: E402
-from reports.aggregate import load_report_params, parse_source, read_cell  # noqa: E402
+from reports.aggregate import read_cell  # noqa: E402
+from reports.mapping import load_report_params, panel_points  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -167,20 +168,8 @@ def lowshot_figure(runs: Path, out: Path) -> list[Path]:
 
 def line_points(spec: dict, runs: Path, where: str) -> dict:
     """{line: {x label: measured cell}} of one panel of a mapped line figure."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("lines"), dict) or set(spec) - {"ylabel", "source", "lines"}:
-        raise ConfigError(f"{where}: expected {{ylabel, source, lines: {{line: {{x: run key | [run key, source]}}}}}}")
-    lines = {}
-    for label, points in spec["lines"].items():
-        if not isinstance(points, dict):
-            raise ConfigError(f"{where}.lines.{label}: expected {{x label: run key | [run key, source]}}")
-        lines[str(label)] = {}
-        for x, point in points.items():
-            run, source = (point if isinstance(point, list) and len(point) == 2 else (point, spec.get("source")))
-            if not isinstance(run, str) or source is None:
-                raise ConfigError(f"{where}.lines.{label}.{x}: expected a run key (with the panel's source) "
-                                  f"or [run key, source]")
-            lines[str(label)][str(x)] = read_cell(runs, run, parse_source(source, f"{where}.lines.{label}.{x}"))
-    return lines
+    return {label: {x: read_cell(runs, run, source) for x, (run, source) in points.items()}
+            for label, points in panel_points(spec, where).items()}
 
 
 def line_figure(name: str, spec: dict, runs: Path, out: Path) -> list[Path]:

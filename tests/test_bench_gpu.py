@@ -56,10 +56,10 @@ def test_tables_sum_the_runs_and_evaluations_they_read(gpu):
     from common.config import load_params
 
     params = load_params(ROOT / "profiles/paper.yaml")
-    mapping = {"report": {"tables": {"t": {
+    report = {"tables": {"t": {
         "rows": {"a": "cq/simclr-cq_c-resnet18@*", "b": "burn/burn-stage2"},
-        "columns": {"x": "linear:top1*100", "y": {"suite": "detection", "key": "AP.mean"}}}}}}
-    run_keys, evals = gpu.table_parts(mapping, runs.pretraining_keys(params))["t"]
+        "columns": {"x": "linear:top1*100", "y": {"suite": "detection", "key": "AP.mean"}}}}}
+    run_keys, evals = gpu.table_parts(report, runs.pretraining_keys(params))["t"]
     # the wildcard takes the 8-16 run too; a stage-2 run brings its stage 1
     assert run_keys == {"cq/simclr-cq_c-resnet18", "cq/simclr-cq_c-resnet18@8-16", "burn/burn-stage2",
                         "burn/burn-stage1"}
@@ -67,14 +67,12 @@ def test_tables_sum_the_runs_and_evaluations_they_read(gpu):
 
 
 def test_burn_appendix_figures_are_projected_from_their_runs_and_snapshot_evaluations(gpu):
-    import yaml
-
     from common import runs
     from common.config import load_params
+    from reports.mapping import read_mapping
 
     params = load_params(ROOT / "profiles/paper_small_data.yaml")
-    mapping = yaml.safe_load((ROOT / "reports/mapping/paper_small_data.yaml").read_text())
-    parts = gpu.table_parts(mapping, runs.pretraining_keys(params))
+    parts = gpu.table_parts(read_mapping(ROOT / "reports/mapping/paper_small_data.yaml"), runs.pretraining_keys(params))
     fig6_runs, fig6_evals = parts["burn_fig6_infomin_views"]
     assert fig6_runs == {"burn/baseline-infomin", "burn/baseline-simclrv2", "burn/appendix-infomin-weak_views-reactnet_a"}
     assert len(fig6_evals) == 9 and ("linear_snapshots", "e200", "burn/baseline-simclrv2") in fig6_evals

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.aggregate import load_report_params
+from reports.mapping import load_report_params
 from reports.render import _md_escape, latex_escape
 from reports.tables import load_paper_tables
 from tests.engine_fixtures import clone_repo, run_timed

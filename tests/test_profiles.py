@@ -18,7 +18,8 @@ from common.engine import TrainConfig
 from common.profile_check import PROFILES
 from common.views import build_views
 from eval import pipeline
-from reports.aggregate import aggregate, load_report_params
+from reports.aggregate import aggregate
+from reports.mapping import load_report_params
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE_FILES = [profiles.profile_path(name) for name in profiles.names()]

@@ -46,3 +46,27 @@ def test_the_patterns_find_what_they_look_for():
     assert ISSUE_NUMBER.search("see #13")
     assert ISSUE_NUMBER.search("landed earlier (#13)")
     assert not ISSUE_NUMBER.search(r"R&D \#2 and Net#2")
+
+
+MAPPING_READER = "reports/mapping.py"
+YAML_READ = re.compile(r"\byaml\.(safe_)?load\b|\bread_yaml_mapping\(")
+MENTIONS_MAPPINGS = re.compile(r"reports/mapping|report_mapping|MAPPINGS\b")
+
+
+def second_mapping_readers(files: dict[str, str]) -> list[str]:
+    """Of {path: text}, the code outside tests/ and the mappings' own module that both names the
+    report mappings and reads YAML itself: a second reader, whose parse could drift from the
+    tables'."""
+    return [rel for rel, text in files.items()
+            if rel != MAPPING_READER and not rel.startswith("tests/")
+            and MENTIONS_MAPPINGS.search(text) and YAML_READ.search(text)]
+
+
+def test_the_report_mappings_have_one_reader():
+    files = {p.relative_to(ROOT).as_posix(): p.read_text(errors="replace") for p in tracked_files((".py",))}
+    assert MAPPING_READER in files and second_mapping_readers(files) == []
+
+
+def test_a_second_mapping_reader_is_found():
+    reader = 'import yaml\nMAPPINGS = {}\nyaml.safe_load(open("reports/mapping/paper.yaml"))\n'
+    assert second_mapping_readers({"bench/x.py": reader, "tests/x.py": reader, MAPPING_READER: reader}) == ["bench/x.py"]
