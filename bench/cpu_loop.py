@@ -20,17 +20,16 @@ Target: channels_last, the setting the claims study uses on a CPU, is within 10 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: bench.timing
 
 import torch  # noqa: E402
 
+from bench.timing import images_per_s, interleaved, synthetic_batch, training_step  # noqa: E402
 from common.backbones import build_backbone  # noqa: E402
-from common.data import build_dataset  # noqa: E402
 from common.methods.simclr import SimCLR  # noqa: E402
 from common.optim import LARS, param_groups  # noqa: E402
 from common.views import build_views  # noqa: E402
@@ -51,20 +50,6 @@ def make(variant: str, setting: str):
     return method, LARS(param_groups(method, 1e-6), lr=0.1)
 
 
-def step_seconds(method, opt, images, generator, threads: int) -> float:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        start = time.perf_counter()
-        loss = method.training_step(images, None, generator).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return time.perf_counter() - start
-    finally:
-        torch.set_num_threads(previous)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
@@ -72,23 +57,16 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
 
-    data = build_dataset("synthetic", None, "train", num_images=args.batch, image_size=32)
-    images = torch.stack([data[i][0] for i in range(args.batch)])
+    images = synthetic_batch(args.batch)
     threads = torch.get_num_threads()
     settings = {"eager": ("eager", threads), "cl": ("cl", threads), "1 thread": ("eager", 1), "cl, 1 thread": ("cl", 1)}
     if not args.no_compile:
         settings["compile"] = ("compile", threads)
     cases = {(v, s): make(v, kind) for v in ("simclr", "cq_c") for s, (kind, _) in settings.items()}
-    gens = {case: torch.Generator().manual_seed(0) for case in cases}
-    for case, (method, opt) in cases.items():  # warm-up (compile happens here)
-        for _ in range(2):
-            step_seconds(method, opt, images, gens[case], settings[case[1]][1])
-    times: dict = {case: [] for case in cases}
-    for _ in range(args.rounds):
-        for case, (method, opt) in cases.items():
-            times[case].append(step_seconds(method, opt, images, gens[case], settings[case[1]][1]))
-
-    ips = {case: args.batch / statistics.median(t) for case, t in times.items()}
+    timers = {case: training_step(method, opt, images, torch.Generator().manual_seed(0), settings[case[1]][1])
+              for case, (method, opt) in cases.items()}
+    times = interleaved(timers, args.rounds, warmup=2)  # torch.compile compiles in the warm-up
+    ips = images_per_s(times, args.batch)
     print(f"cifar_resnet20 (width 1), batch {args.batch}, 32 px, full training steps, {threads} threads "
           f"unless stated, median of {args.rounds} interleaved rounds")
     print(f"{'method':<8} {'setting':<13} {'images/s':>9} {'vs eager':>9}")

@@ -17,19 +17,18 @@ against the convolutions (try --backbone cifar_resnet20).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 # This file is named after the package it measures; keep bench/ off the import path so that
 # `import cq` finds the package, not this script.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: bench.timing
 
 import torch  # noqa: E402
 
+from bench.timing import images_per_s, interleaved, synthetic_batch, training_step  # noqa: E402
 from common.backbones import build_backbone  # noqa: E402
-from common.data import build_dataset
 from common.methods.simclr import SimCLR
 from common.optim import LARS, param_groups
 from common.views import build_views
@@ -48,15 +47,6 @@ def make(variant: str, backbone: str, size: int):
     return method, opt
 
 
-def step_seconds(method, opt, images, generator) -> float:
-    start = time.perf_counter()
-    loss = method.training_step(images, None, generator).loss
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet18")
@@ -64,18 +54,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    data = build_dataset("synthetic", None, "train", num_images=args.batch, image_size=32)
-    images = torch.stack([data[i][0] for i in range(args.batch)])
+    images = synthetic_batch(args.batch)
     runs = {v: make(v, args.backbone, 32) for v in VARIANTS}
-    gens = {v: torch.Generator().manual_seed(0) for v in VARIANTS}
-    for v in VARIANTS:  # warm-up
-        step_seconds(*runs[v], images, gens[v])
-    times = {v: [] for v in VARIANTS}
-    for _ in range(args.rounds):
-        for v in VARIANTS:
-            times[v].append(step_seconds(*runs[v], images, gens[v]))
-
-    ips = {v: args.batch / statistics.median(times[v]) for v in VARIANTS}
+    times = interleaved({v: training_step(*runs[v], images, torch.Generator().manual_seed(0)) for v in VARIANTS},
+                        args.rounds)
+    ips = images_per_s(times, args.batch)
     base_forwards = forwards_per_step("baseline")
     print(f"{args.backbone}, batch {args.batch}, 32 px, full training steps, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} interleaved rounds")

@@ -12,16 +12,20 @@ Target (2-core CPU, batch 256): the views at least 3x faster than the step they 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 import statistics
-import time
 
-import torch
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: bench.timing
 
-from common.backbones import build_backbone
-from common.data import build_dataset
-from common.methods.simclr import SimCLR
-from common.optim import LARS, param_groups
-from common.views import build_views
+import torch  # noqa: E402
+
+from bench.timing import interleaved, synthetic_batch, timed, training_step  # noqa: E402
+from common.backbones import build_backbone  # noqa: E402
+from common.methods.simclr import SimCLR  # noqa: E402
+from common.optim import LARS, param_groups  # noqa: E402
+from common.views import build_views  # noqa: E402
 
 
 def main() -> None:
@@ -30,33 +34,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    data = build_dataset("synthetic", None, "train", num_images=args.batch, image_size=32)
-    images = torch.stack([data[i][0] for i in range(args.batch)])
+    images = synthetic_batch(args.batch)
     views = build_views("simclr", 32, strength=0.5, blur=False, norm="cifar10")
     torch.manual_seed(0)
     method = SimCLR(build_backbone("cifar_resnet20"), views)
     opt = LARS(param_groups(method, 1e-6), lr=0.1)
-    g_views, g_step = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
-
-    def make_views() -> float:
-        start = time.perf_counter()
-        views[0](images, g_views)
-        views[1](images, g_views)
-        return time.perf_counter() - start
-
-    def train_step() -> float:
-        start = time.perf_counter()
-        loss = method.training_step(images, None, g_step).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return time.perf_counter() - start
-
-    make_views(), train_step()  # warm-up
-    t_views, t_step = [], []
-    for _ in range(args.rounds):
-        t_views.append(make_views())
-        t_step.append(train_step())
+    g_views = torch.Generator().manual_seed(0)
+    times = interleaved({"views": timed(lambda: (views[0](images, g_views), views[1](images, g_views))),
+                         "step": training_step(method, opt, images, torch.Generator().manual_seed(0))}, args.rounds)
+    t_views, t_step = times["views"], times["step"]
     ips_views = args.batch / statistics.median(t_views)
     ips_step = args.batch / statistics.median(t_step)
     ratio = ips_views / ips_step
