@@ -43,8 +43,11 @@ test-fast: setup
 test-learning: setup
 	$(PY) -m pytest -q -s -m learning
 
+# bench/ holds benchmarks and the modules they share (no TARGET lines of their own); the GPU check
+# is `make gpu-check`
+BENCH_HELPERS = bench/feed.py bench/jpegs.py bench/timing.py bench/gpu_cost.py bench/gpu_report.py
 bench: setup
-	for b in $(filter-out bench/gpu.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in $(filter-out bench/gpu.py $(BENCH_HELPERS),$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # The paper-scale GPU check (README "The GPU check"): reports/gpu/<device>.md; tiny CPU mode without CUDA
 gpu-check: setup

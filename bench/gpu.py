@@ -21,9 +21,10 @@ per worker (16 cores: 14 workers x 256 x 4 = 14,336 JPEGs, written once by every
 with --images). A folder of fewer batches than workers leaves workers idle: a worker builds whole
 batches, so the 3 batches an epoch of an earlier check's 1,000 images kept 3 of its 8 workers busy.
 
-The projection multiplies each measured time per image by the images every run of the two paper
-profiles processes (epochs x training-set size, for every seed; BURN and the two-stage baselines
-twice) and sums the runs and evaluations each paper table reads (reports/mapping/paper*.yaml).
+The projection (bench/gpu_cost.py; the report is bench/gpu_report.py's) multiplies each measured
+time per image by the images every run of the two paper profiles processes (epochs x
+training-set size, for every seed; BURN and the two-stage baselines twice) and sums the runs and
+evaluations each paper table reads (reports/mapping/paper*.yaml, through reports/mapping.py).
 Runs of a kind not measured here are projected from the nearest measured kind where the cost
 ratio is known (said in the table, `~`), else listed as not measured.
 
@@ -38,7 +39,6 @@ each keep >= 0.7 of the plain step's images/s with their real input.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
 import platform
@@ -47,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,16 +57,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.feed import FeedRate, folder_images, loader_alone  # noqa: E402
+from bench.gpu_cost import PROFILES, Result  # noqa: E402
+from bench.gpu_report import SPARE_CORES, fmt, merge_saved, report  # noqa: E402
 from bench.jpegs import write_folder  # noqa: E402
 from common import runs  # noqa: E402
 from common.config import dump_params, load_params  # noqa: E402
-from reports import mapping  # noqa: E402
-
-# Training-set sizes of the data sets the paper profiles pretrain and evaluate on.
-DATASET_IMAGES = {"data/imagenet": 1_281_167, "data/imagenet100": 126_689, "cifar100": 50_000}
-PROFILES = {"paper": ROOT / "profiles/paper.yaml", "paper_small_data": ROOT / "profiles/paper_small_data.yaml"}
-MAPPINGS = {"paper": ROOT / "reports/mapping/paper.yaml",
-            "paper_small_data": ROOT / "reports/mapping/paper_small_data.yaml"}
 
 
 @dataclass
@@ -78,9 +73,6 @@ class Settings:
     image: int          # side of the generated JPEGs' short edge
     per_class: int      # generated images per class (10 classes)
     timeout: int
-
-
-SPARE_CORES = 2  # left to the training process and its pin-memory thread; the workers get the rest
 
 
 def settings(tiny: bool, steps: int, batch: int, cores: int | None = None) -> Settings:
@@ -158,21 +150,6 @@ def bench_params(profile: str, s: Settings, folder: Path, teacher: Path) -> dict
 # --------------------------------------------------------------------------------------------
 # Stages
 # --------------------------------------------------------------------------------------------
-
-@dataclass
-class Result:
-    stage: str
-    what: str
-    batch: int
-    precision: str
-    images_per_s: float | None = None
-    peak_gib: float | None = None
-    reference: float | None = None  # plain PyTorch step, images/s
-    status: str = "ok"
-    note: str = ""
-    extra: dict = field(default_factory=dict)
-    source: str = ""  # the saved file a merged report took it from
-
 
 def stage_feed(params: dict, section: str, variant: str, s: Settings, device: torch.device,
                backbone: str = "resnet18") -> dict:
@@ -505,174 +482,6 @@ def detection(work: Path, encoder: Path, s: Settings, log: Path) -> Result:
                   "iterations/s (batch of images per iteration), start-up included")
 
 
-# --------------------------------------------------------------------------------------------
-# Projection: GPU-hours of every run and evaluation of the paper profiles, summed per table
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class Cost:
-    hours: float | None  # None: not measured
-    approx: str = ""     # how an unmeasured kind was projected from a measured one ("": measured)
-
-
-def rate(results: list[Result], stage: str) -> float | None:
-    """A stage's measured images/s: the bf16 run where there is one (the paper profiles' setting
-    on a GPU), else the fp32 one."""
-    done = [r for r in results if r.stage == stage and r.status == "ok" and r.images_per_s]
-    preferred = [r for r in done if r.precision == "bf16"] or done
-    return preferred[0].images_per_s if preferred else None
-
-
-def dataset_images(cfg: dict) -> int | None:
-    data = cfg.get("dataset") or {}
-    return DATASET_IMAGES.get(data.get("root") or data.get("name"))
-
-
-def train_of(cfg: dict, method: str) -> dict:
-    return {**cfg["train"], **((cfg.get("train_by_method") or {}).get(method) or {})}
-
-
-def cq_rate(results: list[Result], prefix: str, variant: str, backbone: str) -> tuple[float | None, str]:
-    """images/s of a CQ run (`prefix`: cq_pretrain at 224 px, cq_small at 32 px), and how it was
-    projected where not measured: CQ-Quant costs what CQ-A costs and CQ-B what CQ-C costs (the
-    same forwards per image; on the CPU, SimCLR / CQ-A / CQ-Quant 139 / 145 / 142 images/s, CQ-B /
-    CQ-C 67 / 65); another backbone by the measured CQ-C ratio of the two backbones; CQ-A at 32 px
-    by the CQ-A / SimCLR ratio measured at 224 px."""
-    kind = {"cq_quant": "cq_a", "cq_b": "cq_c"}.get(variant, variant)
-    note = f"~ {kind}" if kind != variant else ""
-    own = rate(results, f"{prefix}/{kind}/{backbone}")
-    if own:
-        return own, note
-    base, c18, cbb = (rate(results, f"{prefix}/{kind}/resnet18"), rate(results, f"{prefix}/cq_c/resnet18"),
-                      rate(results, f"{prefix}/cq_c/{backbone}"))
-    if base and c18 and cbb:
-        return base * cbb / c18, f"~ {kind} ResNet-18 x the CQ-C {backbone} / ResNet-18 ratio"
-    plain, a224, p224 = (rate(results, f"{prefix}/baseline/{backbone}"), rate(results, "cq_pretrain/cq_a/resnet18"),
-                         rate(results, "cq_pretrain/baseline/resnet18"))
-    if kind == "cq_a" and plain and a224 and p224:
-        return plain * a224 / p224, "~ SimCLR x the CQ-A / SimCLR ratio at 224 px"
-    return None, note
-
-
-def pretraining_cost(results: list[Result], params: dict, key: str) -> Cost:
-    """GPU-hours of one pretraining run (every seed) on one GPU at the measured per-GPU batch."""
-    section, name, _ = runs.parse_key(key)
-    cfg = params[section]
-    seeds = len(runs.key_seeds(key, params)) if section == "burn" else len(runs.profile_seeds(params))
-    n = dataset_images(cfg)
-    if section == "cq":
-        parts = runs.cq_run_parts(name)
-        if parts is None:  # the untrained network
-            return Cost(0.0)
-        method, variant, backbone = parts
-        prefix = "cq_pretrain" if cfg["dataset"]["name"] == "imagefolder" else "cq_small"
-        ips, note = cq_rate(results, prefix, variant, backbone) if method == "simclr" else (None, "")
-        epochs = train_of(cfg, method).get("epochs")
-    else:
-        kind, what = runs.burn_run_kind(name)
-        if kind == "random_init":
-            return Cost(0.0)
-        if kind == "teacher":
-            return Cost(0.0, "imported file") if (cfg.get("teacher") or {}).get("file") else Cost(None)
-        if kind in ("baseline", "appendix"):
-            method, _, backbone = runs.appendix_parts(what) if kind == "appendix" else (what, None, cfg.get("student"))
-            stages = 2 if method in runs.two_stage(cfg) else 1
-            own = rate(results, f"burn_baseline/{method}")  # measured over both stages' steps
-            ips, note = (own, "") if own else (rate(results, "burn_stage2"), "~ BURN stage 2")
-            if backbone != cfg.get("student"):  # an FP network of Appendix B.1: the binary network's rate
-                note = "~ ReActNet-A rate"
-            train = train_of(cfg, method)
-            if kind == "appendix":
-                train.update((cfg.get("appendix") or {}).get("train") or {})
-            epochs = train.get("epochs") * stages
-        else:  # stage1 / stage2 of a BURN configuration
-            ips, note, epochs = rate(results, f"burn_{kind}"), "", train_of(cfg, "burn").get("epochs")
-    if not (ips and n and epochs):
-        return Cost(None, note)
-    return Cost(seeds * epochs * n / ips / 3600, note)
-
-
-def eval_cost(results: list[Result], params: dict, suite: str, variant: str | None, run_key: str) -> Cost:
-    """GPU-hours of one suite (one variant) on one checkpoint, from the measured ResNet-18 rates."""
-    from eval.presets import FINETUNE_PRESETS, LINEAR_PRESETS
-    from eval.detection import make_config
-
-    spec = params["eval"]["suites"].get(suite) or {}
-    args = {**(spec.get("args") or {}), **(((spec.get("variants") or {}).get(variant)) or {})}
-    n = DATASET_IMAGES.get(args.get("root")) if args.get("dataset") == "imagefolder" else None  # 224 px rates
-    approx = "~ ResNet-18 rate" if not run_key.split("/", 1)[1].endswith(("resnet18",)) else ""
-    cli = spec.get("cli")
-    if cli == "eval.linear" and n:
-        ips = rate(results, "eval/linear")
-        return Cost(LINEAR_PRESETS[args["preset"]].epochs * n / ips / 3600 if ips else None, approx)
-    if cli == "eval.finetune" and n:
-        ips = rate(results, "eval/finetune")
-        preset = FINETUNE_PRESETS[args["preset"]]
-        frac = float(args.get("fraction", 0.1))
-        work = preset.epochs_for(frac) * frac * n * len(preset.grid())
-        return Cost(work / ips / 3600 if ips else None, approx)
-    if cli == "eval.detection":
-        its = rate(results, "eval/detection")
-        cfg = make_config("paper")
-        return Cost(cfg.iterations * cfg.trials / its / 3600 if its else None, approx)
-    return Cost(None)
-
-
-def table_parts(report: dict, keys: list[str]) -> dict[str, tuple[set, set]]:
-    """table (or mapped figure) -> (pretraining run keys it reads, (suite, variant, run key)
-    evaluations it reads), walked by the mappings' one reader (reports/mapping.py)."""
-    out = {}
-    specs = [(table, mapping.table_runs(table, spec)) for table, spec in (report.get("tables") or {}).items()]
-    specs += [(name, mapping.figure_runs(name, spec)) for name, spec in (report.get("figures") or {}).items()]
-    for table, pairs in specs:
-        run_keys, evals = set(), set()
-        for pattern, source in pairs:
-            matched = fnmatch.filter(keys, pattern)
-            if pattern.endswith("@*"):  # every precision set, the profile's own included
-                matched += [k for k in keys if k == pattern[:-2]]
-            for key in matched:
-                run_keys.add(key)
-                section, name, _ = runs.parse_key(key)
-                if section == "burn" and runs.burn_run_kind(name)[0] == "stage2":  # and the stage 1 it starts from
-                    run_keys.add(f"{section}/{runs.burn_stage_name(runs.burn_run_kind(name)[1], 1)}")
-                evals.add((source["suite"], source["variant"] or None, key))
-        out[table] = (run_keys, evals)
-    return out
-
-
-def project(results: list[Result]) -> list[dict]:
-    rows = []
-    for profile, path in PROFILES.items():
-        params = load_params(path)
-        keys = runs.pretraining_keys(params)
-        for table, (run_keys, evals) in table_parts(mapping.read_mapping(MAPPINGS[profile]), keys).items():
-            costs = [pretraining_cost(results, params, k) for k in sorted(run_keys)]
-            costs += [eval_cost(results, params, s, v, k) for s, v, k in sorted(evals, key=str)]
-            known = [c.hours for c in costs if c.hours is not None]
-            rows.append({"profile": profile, "table": table, "gpu_hours": sum(known),
-                         "parts": len(costs), "unmeasured": sum(c.hours is None for c in costs),
-                         "approx": sum(bool(c.approx) and c.hours is not None for c in costs)})
-    return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Report
-# --------------------------------------------------------------------------------------------
-
-LOADER_BOUND = 0.85  # a run at this share of its loader's own rate waits for its input
-
-
-def bound_by(r: Result) -> str:
-    feed = (r.extra.get("loader") or {}).get("images_per_s")
-    if not (feed and r.images_per_s):
-        return "-"
-    return "loader" if r.images_per_s >= LOADER_BOUND * feed else "step"
-
-
-def fmt(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None else f"{x:,.{digits}f}"
-
-
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu-tiny"
 
@@ -681,84 +490,6 @@ def describe(device: torch.device, s: Settings) -> dict:
     return {"device": device_name(device), "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
             "cuda": torch.version.cuda, "cpus": os.cpu_count(), "python": platform.python_version(),
             "settings": s.__dict__}
-
-
-def render(results: list[Result], projection: list[dict], quant: dict | None, machine: dict) -> str:
-    s = Settings(**machine["settings"])
-    lines = [f"# GPU check: {machine['device']}", "",
-             f"Measured by `python bench/gpu.py` on {machine['date']}: torch {machine['torch']}, "
-             f"CUDA {machine['cuda']}, {machine['cpus']} CPU cores, Python {machine['python']}; "
-             f"{s.steps} steps per pretraining run, batch at most {s.batch} per GPU, {s.workers} loader workers, "
-             "generated inputs (bench/gpu.py says how).", ""]
-    if s.tiny:
-        lines += ["**No GPU was found: tiny settings on the CPU. These figures check the script, not a GPU.**", ""]
-    merged = any(r.source for r in results)
-    lines += ["| stage | what | batch | precision | images/s | peak GPU memory (GiB) | plain step images/s | ours / plain | "
-              "loader alone images/s | per worker | bound by | status |" + (" run |" if merged else ""),
-              "| --- " * (13 if merged else 12) + "|"]
-    for r in results:
-        ratio = r.images_per_s / r.reference if r.images_per_s and r.reference else None
-        feed = r.extra.get("loader") or {}
-        status = r.status + (f" ({r.note})" if r.note else "")
-        lines.append(f"| {r.stage} | {r.what} | {r.batch} | {r.precision} | {fmt(r.images_per_s)} | "
-                     f"{fmt(r.peak_gib, 2)} | {fmt(r.reference)} | {fmt(ratio, 2)} | {fmt(feed.get('images_per_s'))} | "
-                     f"{fmt(feed.get('per_worker'))} | {bound_by(r)} | {status} |" + (f" {r.source} |" if merged else ""))
-    lines += ["", "Plain step: the same network and batch, one linear head, cross-entropy and SGD on random tensors "
-              "already on the GPU (no input pipeline, no SSL heads), per image of the pretraining batch (two views). "
-              "The ratio is what the input pipeline and the method's extra forwards leave of the bare network's speed.",
-              "", f"Loader alone: the stage's own loader (the engine's, bench/feed.py) with {s.workers} workers "
-              f"(the machine's {machine['cpus']} cores but {SPARE_CORES}) and no step, over one epoch of the generated "
-              "folder after the workers' first round; the folder holds at least 4 batches per worker. A run is "
-              f"bound by the loader when it reaches {LOADER_BOUND:.0%} of the loader's rate, by the step otherwise.", ""]
-    bf = [(a, b) for a in results for b in results
-          if a.stage == b.stage and a.source == b.source and a.precision == "bf16" and b.precision == "fp32"
-          and a.images_per_s and b.images_per_s]
-    if bf:
-        lines += ["| stage | bf16 images/s | fp32 images/s | bf16 / fp32 |", "| --- | --- | --- | --- |"]
-        lines += [f"| {a.stage} | {fmt(a.images_per_s)} | {fmt(b.images_per_s)} | {a.images_per_s / b.images_per_s:.2f} |"
-                  for a, b in bf]
-        lines.append("")
-    if machine.get("resume"):
-        lines += [f"Resuming a finished run from its checkpoint on this device: {machine['resume']}.", ""]
-    if quant:
-        lines += ["## CQ's quantizing layers under bf16 autocast with TF32 allowed", "",
-                  "Relative error of a quantizing 3x3 conv (256 channels) against the same layer in fp32 on the "
-                  "CPU: " + ", ".join(f"{b} bits {e:.1e}" for b, e in quant["rel_error"].items())
-                  + f" (bf16 rounding alone would give about 4e-3). Forward + backward, batch {quant['batch']} at "
-                  "14 px: " + ", ".join(f"{k} {v:.2f} ms" for k, v in quant["ms"].items()) + ".", ""]
-    lines += ["## Projected cost of each paper table (one GPU of this kind)", "",
-              "Pretraining (epochs x training images x seeds, both stages where two) over the measured images/s, plus "
-              "the evaluations the table reads (linear: preset epochs over the training set; fine-tuning: epochs x "
-              "labelled images x settings swept; detection: iterations x trials). A run shared by several tables "
-              "counts in each. `~` parts are projected from a measured kind; unmeasured parts are left out of the sum.", "",
-              "| profile | table | GPU-hours | parts | of them projected (~) | not measured |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    for row in projection:
-        lines.append(f"| {row['profile']} | {row['table']} | {fmt(row['gpu_hours'])} | {row['parts']} | "
-                     f"{row['approx']} | {row['unmeasured']} |")
-    return "\n".join(lines) + "\n"
-
-
-def merge_saved(files: list[Path]) -> tuple[dict, list[Result]]:
-    """Several saved checks of one kind of machine as one: a later file's (stage, precision)
-    replaces an earlier one's; the machine description is the last file's, with every date."""
-    machine, merged = {}, {}
-    for f in files:
-        saved = json.loads(f.read_text())
-        merged = {k: r for k, r in merged.items() if not r.status.startswith("not run")}
-        for r in saved.pop("results"):
-            merged[(r["stage"], r["precision"])] = Result(**{**r, "source": f.stem})
-        dates = machine.get("dates", []) + [saved["date"]]
-        machine = {**machine, **{k: v for k, v in saved.items() if v is not None}, "dates": dates}
-    if len(files) > 1:
-        machine["date"] = ", ".join(sorted(set(machine["dates"]))) + f" ({len(files)} runs merged)"
-    return machine, list(merged.values())
-
-
-def report(path: Path, results: list[Result], quant: dict | None, machine: dict) -> str:
-    text = render(results, project(results), quant, machine)
-    path.with_suffix(".md").write_text(text)
-    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""bench/gpu.py: its projection arithmetic on known rates, and the whole script in its tiny CPU mode
+"""bench/gpu.py (with bench/gpu_cost.py and bench/gpu_report.py): the projection arithmetic on known rates, and the whole script in its tiny CPU mode
 (no GPU here): every stage runs through the real CLIs and the report says that no GPU was found."""
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import gpu_cost as cost  # noqa: E402
+from bench import gpu_report  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +27,7 @@ def gpu():
 
 
 def rates(gpu, **ips):
-    return [gpu.Result(stage.replace("__", "/"), "", 256, "bf16", value) for stage, value in ips.items()]
+    return [cost.Result(stage.replace("__", "/"), "", 256, "bf16", value) for stage, value in ips.items()]
 
 
 def test_pretraining_cost_is_epochs_times_images_over_rate(gpu):
@@ -33,22 +37,22 @@ def test_pretraining_cost_is_epochs_times_images_over_rate(gpu):
     results = rates(gpu, cq_pretrain__cq_c__resnet18=1000.0, cq_pretrain__baseline__resnet18=2000.0,
                     cq_pretrain__cq_c__resnet34=500.0, burn_stage1=400.0, burn_stage2=400.0)
     images = 1_281_167
-    cost = gpu.pretraining_cost(results, params, "cq/simclr-cq_c-resnet18")
-    assert cost.hours == pytest.approx(100 * images / 1000.0 / 3600) and cost.approx == ""
+    cq_c = cost.pretraining_cost(results, params, "cq/simclr-cq_c-resnet18")
+    assert cq_c.hours == pytest.approx(100 * images / 1000.0 / 3600) and cq_c.approx == ""
     # CQ-B is projected from CQ-C (same forwards per image), and says so
-    b = gpu.pretraining_cost(results, params, "cq/simclr-cq_b-resnet18")
-    assert b.hours == pytest.approx(cost.hours) and b.approx.startswith("~")
+    b = cost.pretraining_cost(results, params, "cq/simclr-cq_b-resnet18")
+    assert b.hours == pytest.approx(cq_c.hours) and b.approx.startswith("~")
     # SimCLR on ResNet-34: SimCLR ResNet-18 scaled by the measured CQ-C ResNet-34 / ResNet-18 ratio
-    r34 = gpu.pretraining_cost(results, params, "cq/simclr-baseline-resnet34")
+    r34 = cost.pretraining_cost(results, params, "cq/simclr-baseline-resnet34")
     assert r34.hours == pytest.approx(100 * images / (2000.0 * 500 / 1000) / 3600)
     # BURN: 200 epochs per stage; tuned MoCo v2 runs S2-BNN's two stages (projected from BURN's rate)
-    assert gpu.pretraining_cost(results, params, "burn/burn-stage2").hours == pytest.approx(200 * images / 400 / 3600)
-    moco = gpu.pretraining_cost(results, params, "burn/baseline-mocov2_tuned")
+    assert cost.pretraining_cost(results, params, "burn/burn-stage2").hours == pytest.approx(200 * images / 400 / 3600)
+    moco = cost.pretraining_cost(results, params, "burn/baseline-mocov2_tuned")
     assert moco.hours == pytest.approx(2 * 200 * images / 400 / 3600) and moco.approx
     # the imported teacher costs nothing; an unmeasured kind is None, not a guess
-    assert gpu.pretraining_cost(results, params, "burn/teacher-mocov2-resnet50").hours == 0.0
+    assert cost.pretraining_cost(results, params, "burn/teacher-mocov2-resnet50").hours == 0.0
     small = load_params(ROOT / "profiles/paper_small_data.yaml")
-    assert gpu.pretraining_cost(results, small, "cq/byol-cq_c-resnet18").hours is None
+    assert cost.pretraining_cost(results, small, "cq/byol-cq_c-resnet18").hours is None
 
 
 def test_tables_sum_the_runs_and_evaluations_they_read(gpu):
@@ -59,7 +63,7 @@ def test_tables_sum_the_runs_and_evaluations_they_read(gpu):
     report = {"tables": {"t": {
         "rows": {"a": "cq/simclr-cq_c-resnet18@*", "b": "burn/burn-stage2"},
         "columns": {"x": "linear:top1*100", "y": {"suite": "detection", "key": "AP.mean"}}}}}
-    run_keys, evals = gpu.table_parts(report, runs.pretraining_keys(params))["t"]
+    run_keys, evals = cost.table_parts(report, runs.pretraining_keys(params))["t"]
     # the wildcard takes the 8-16 run too; a stage-2 run brings its stage 1
     assert run_keys == {"cq/simclr-cq_c-resnet18", "cq/simclr-cq_c-resnet18@8-16", "burn/burn-stage2",
                         "burn/burn-stage1"}
@@ -72,7 +76,7 @@ def test_burn_appendix_figures_are_projected_from_their_runs_and_snapshot_evalua
     from reports.mapping import read_mapping
 
     params = load_params(ROOT / "profiles/paper_small_data.yaml")
-    parts = gpu.table_parts(read_mapping(ROOT / "reports/mapping/paper_small_data.yaml"), runs.pretraining_keys(params))
+    parts = cost.table_parts(read_mapping(ROOT / "reports/mapping/paper_small_data.yaml"), runs.pretraining_keys(params))
     fig6_runs, fig6_evals = parts["burn_fig6_infomin_views"]
     assert fig6_runs == {"burn/baseline-infomin", "burn/baseline-simclrv2", "burn/appendix-infomin-weak_views-reactnet_a"}
     assert len(fig6_evals) == 9 and ("linear_snapshots", "e200", "burn/baseline-simclrv2") in fig6_evals
@@ -80,9 +84,9 @@ def test_burn_appendix_figures_are_projected_from_their_runs_and_snapshot_evalua
     assert len(fig7_runs) == 6 and len(fig7_evals) == 12  # 6 runs x (linear, SVM)
     results = rates(gpu, burn_baseline__infomin=500.0, burn_stage2=400.0)
     images = 126_689
-    weak = gpu.pretraining_cost(results, params, "burn/appendix-infomin-weak_views-reactnet_a")
+    weak = cost.pretraining_cost(results, params, "burn/appendix-infomin-weak_views-reactnet_a")
     assert weak.hours == pytest.approx(600 * images / 500.0 / 3600) and weak.approx == ""
-    fp = gpu.pretraining_cost(results, params, "burn/appendix-infomin-negatives_1_16-resnet50")
+    fp = cost.pretraining_cost(results, params, "burn/appendix-infomin-negatives_1_16-resnet50")
     assert fp.hours == pytest.approx(weak.hours) and fp.approx  # FP network at the binary one's rate, marked
 
 
@@ -115,11 +119,11 @@ def test_a_stage_feed_is_the_engines_loader_with_its_views(gpu, tmp_path):
 
 
 def test_the_report_says_what_bounds_each_run(gpu):
-    row = gpu.Result("burn_stage1", "", 256, "bf16", 900.0, reference=1000.0, extra={"loader": {"images_per_s": 1000.0}})
-    assert gpu.bound_by(row) == "loader"
+    row = cost.Result("burn_stage1", "", 256, "bf16", 900.0, reference=1000.0, extra={"loader": {"images_per_s": 1000.0}})
+    assert gpu_report.bound_by(row) == "loader"
     row.images_per_s = 500.0
-    assert gpu.bound_by(row) == "step"
-    assert gpu.bound_by(gpu.Result("x", "", 1, "fp32", 10.0)) == "-"
+    assert gpu_report.bound_by(row) == "step"
+    assert gpu_report.bound_by(cost.Result("x", "", 1, "fp32", 10.0)) == "-"
 
 
 @pytest.mark.e2e
