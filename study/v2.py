@@ -11,8 +11,11 @@ worktree (`.study2/<half>`, at the commit the part records) with `dvc repro --si
 stage, so a killed part started again goes on from the stage it was in. It then measures every
 arm of reports/claims.yaml the workspace holds for its seed, the numbers (as the first edition)
 and, for the suites that keep them, every test image's 0/1 correctness, and writes
-reports/study/v2/parts/<half>-<group>-s<S>.json with the commit, the CPU model and the minutes.
-Commit that file: the verdicts (reports/study_v2.py) read only finished parts.
+reports/study/v2/parts/<half>-<group>-s<S>.json with the commit, the CPU model and the minutes,
+and the records its numbers come from (every arm's metrics and training curves, every
+evaluation's metrics) under reports/study/v2/runs/<half>-<group>-s<S>/ (study/archive.py;
+`archive` writes them again from the workspace). Commit both: the verdicts (reports/study_v2.py)
+read only finished parts.
 
 BURN's FP teacher is not trained by a part: it is the teacher pilot's run (seed 0, chosen before
 registration), copied into the workspace's teacher run folder before the part's first stage, as
@@ -41,12 +44,14 @@ from common.provenance import cpu_model
 from common import runs
 from reports import claims as claims_module
 from reports.study import STAGE_PREFIXES, profile_digest
+from study import archive
 from study.workspace import REPO, dvc, git, interrupt_on_sigterm, worktree
 
 V2 = REPO / "reports" / "study" / "v2"
 PROTOCOL = V2 / "protocol.yaml"
 REGISTERED = V2 / "registered.json"
 PARTS = V2 / "parts"
+ARCHIVE = V2 / "runs"  # each part's run records (study/archive.py)
 WORKSPACES = REPO / ".study2"
 TEACHER = WORKSPACES / "pilot" / "runs" / "teacher" / "s0"  # the teacher pilot's run (study.pilot)
 
@@ -244,7 +249,33 @@ def run_part(half: str, group: str, seed: int, update: bool = False) -> Path:
     path = part_path(half, group, seed)
     write_json(record, path)
     print(f"[study v2 {half} {group} s{seed}] finished -> {path.relative_to(REPO)}")
+    archive_runs(half, group, seed, ws, params)
     return path
+
+
+def archive_path(half: str, group: str, seed: int) -> Path:
+    return ARCHIVE / f"{half}-{group}-s{seed}"
+
+
+def archive_runs(half: str, group: str, seed: int, ws: Path | None = None, params: dict | None = None) -> list[Path]:
+    """Commit-sized records of the part's run folders (study/archive.py): its arms' metrics and
+    training curves, its evaluations' metrics."""
+    ws = ws or WORKSPACES / half
+    params = params or part_params(half, group, seed, read_params_file(ws / half_spec(half)["profile"],
+                                                                       half_spec(half)["profile"]))
+    teacher = (params.get("burn") or {}).get("teacher") or {}
+    teacher_keys = {f"burn/{runs.teacher_name(teacher['method'], teacher['backbone'])}"} if teacher else set()
+    suites = list((params.get("eval") or {}).get("suites") or {})
+    keys = evaluated_keys(params)
+    for key in list(keys):  # a stage-2 run's stage 1, trained by the same part
+        section, name, _ = runs.parse_key(key.partition("@")[0])
+        kind, what = runs.burn_run_kind(name) if section == "burn" else (None, None)
+        if kind == "stage2":
+            keys.add(f"burn/{runs.burn_stage_name(what, 1)}")
+    written = archive.archive_part(ws / "runs", archive_path(half, group, seed), keys, seed, teacher_keys, suites)
+    print(f"[study v2 {half} {group} s{seed}] {len(written)} run records -> "
+          f"{archive_path(half, group, seed).relative_to(REPO)}")
+    return written
 
 
 def status_lines() -> list[str]:
@@ -270,12 +301,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("group")
     run.add_argument("--seed", type=int, required=True)
     run.add_argument("--update", action="store_true", help="move the half's worktree to HEAD first")
+    keep = sub.add_parser("archive", help="write a finished part's run records again from its workspace")
+    keep.add_argument("half")
+    keep.add_argument("group")
+    keep.add_argument("--seed", type=int, required=True)
     sub.add_parser("status", help="finished and missing parts")
     sub.add_parser("register", help="record the protocol's and the profiles' digests (before any part)")
     args = parser.parse_args(argv)
     interrupt_on_sigterm()
     if args.command == "run":
         run_part(args.half, args.group, args.seed, args.update)
+    elif args.command == "archive":
+        if not part_path(args.half, args.group, args.seed).is_file():
+            raise ConfigError(f"part {args.half} {args.group} s{args.seed}: not finished; nothing to archive")
+        archive_runs(args.half, args.group, args.seed)
     elif args.command == "status":
         print("\n".join(status_lines()))
     else:
