@@ -224,9 +224,31 @@ def harvest(params: dict, root: Path, seed: int) -> tuple[dict, dict]:
             mine(claims_module.harvest_per_image(claims, params, root)))
 
 
+def parts_commit() -> str | None:
+    """The one commit every finished part ran (None before the first): the study's code. Parts at
+    two commits would compare arms trained by different code."""
+    commits = {json.loads(p.read_text())["commit"] for p in PARTS.glob("*.json")}
+    if len(commits) > 1:
+        raise ConfigError(f"{PARTS}: parts ran at {len(commits)} commits ({', '.join(sorted(c[:9] for c in commits))})")
+    return next(iter(commits), None)
+
+
+def part_workspace(half: str, update: bool = False) -> Path:
+    """The half's worktree at the study's code: made at the finished parts' commit (a fresh
+    checkout rebuilds the code they ran, not today's HEAD); refused where it holds other code,
+    unless `update` moves it to HEAD on purpose (registered again, logged in RUN.md)."""
+    code = parts_commit()
+    ws = worktree(WORKSPACES / half, update, commit=code or "HEAD")
+    at = git("rev-parse", "HEAD", cwd=ws)
+    if code and at != code and not update:
+        raise ConfigError(f"{ws} is at {at[:9]}, the finished parts at {code[:9]}: "
+                          f"check out {code[:9]} there (or --update, registered again)")
+    return ws
+
+
 def run_part(half: str, group: str, seed: int, update: bool = False) -> Path:
     check_registered()
-    ws = worktree(WORKSPACES / half, update)
+    ws = part_workspace(half, update)
     spec_profile = read_params_file(ws / half_spec(half)["profile"], half_spec(half)["profile"])  # the workspace's own
     params = part_params(half, group, seed, spec_profile)
     text = dump_params(params)

@@ -21,13 +21,13 @@ def git(*args: str, cwd: Path = REPO) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def worktree(path: Path, update: bool = False) -> Path:
-    """A worktree at `path`: made at HEAD the first time, reused (same code) after; `update`
+def worktree(path: Path, update: bool = False, commit: str = "HEAD") -> Path:
+    """A worktree at `path`: made at `commit` the first time, reused (same code) after; `update`
     moves it to HEAD, keeping its runs (DVC then re-runs only what the change touches)."""
     if not (path / "dvc.yaml").is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         git("worktree", "prune")
-        git("worktree", "add", "--detach", str(path), "HEAD")
+        git("worktree", "add", "--detach", str(path), commit)
     elif update:
         git("checkout", "--detach", "--quiet", git("rev-parse", "HEAD"), cwd=path)
     return path

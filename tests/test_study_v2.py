@@ -1,5 +1,6 @@
 """The second claims study: its protocol and parts (study/v2.py) and its verdicts (reports/study_v2.py)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from common.predictions import pack_correct
 from reports import claims as C
 from reports import study_v2 as V
 from study import v2
+from study.workspace import git
 
 
 def test_every_claim_is_tested_or_declared_with_a_reason_and_at_least_18_are_tested():
@@ -118,3 +120,28 @@ def test_the_protocol_and_profiles_are_the_registered_ones_and_no_part_precedes_
 def test_the_registered_power_table_is_the_one_the_first_editions_numbers_give():
     assert v2.protocol()["power"] == v2.power_table()
     assert set(v2.protocol()["power"]) == {c.id for c in C.load_claims()}
+
+
+def _part(folder: Path, name: str, commit: str) -> None:
+    (folder / f"{name}.json").write_text(json.dumps({"commit": commit}))
+
+
+def test_parts_run_one_commit_and_a_workspace_is_made_at_it(tmp_path, monkeypatch):
+    parts, spaces = tmp_path / "parts", tmp_path / "spaces"
+    parts.mkdir()
+    monkeypatch.setattr(v2, "PARTS", parts)
+    monkeypatch.setattr(v2, "WORKSPACES", spaces)
+    assert v2.parts_commit() is None
+    head = git("rev-parse", "HEAD")
+    _part(parts, "cq-main-s1", head)
+    try:
+        ws = v2.part_workspace("cq")  # a fresh checkout: the worktree is made at the parts' commit
+        assert git("rev-parse", "HEAD", cwd=ws) == head and (ws / "dvc.yaml").is_file()
+        _part(parts, "cq-main-s1", "0" * 40)  # the workspace now holds other code than the parts ran
+        with pytest.raises(ConfigError, match="finished parts at 000000000"):
+            v2.part_workspace("cq")
+        _part(parts, "cq-main-s2", head)
+        with pytest.raises(ConfigError, match="parts ran at 2 commits"):
+            v2.parts_commit()
+    finally:
+        git("worktree", "remove", "--force", str(spaces / "cq"))
