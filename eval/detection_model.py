@@ -19,7 +19,7 @@ from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from common.errors import ConfigError
-from common.views import resolve_norm
+from common.views.normalization import resolve_norm
 from eval.features import load_backbone
 
 if TYPE_CHECKING:

@@ -71,7 +71,8 @@ from typing import Sequence
 
 import numpy as np
 
-from common.errors import EXIT_BAD_INPUT, ConfigError
+from common.config import cli_main
+from common.errors import ConfigError
 from eval.liblinear import LIBLINEAR_OPTIONS, ClassJob, best_cost_index, default_n_jobs, run_jobs
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -448,13 +449,10 @@ def run_suite(args: argparse.Namespace) -> dict:
     return metrics
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        metrics = run_suite(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    metrics = run_suite(args)
     if "full" in metrics:
         print(f"full-set mAP {100 * metrics['full']['map']:.2f}")
     for k, row in metrics.get("lowshot", {}).items():

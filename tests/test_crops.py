@@ -14,7 +14,7 @@ from common.data.crops import (VIEW_CHUNK, VIEWS_SALT, Box, FullImageCrops, Slot
 from common.engine import train
 from common.errors import ConfigError
 from common.sampler import ResumableSampler
-from common.views import build_views
+from common.views import ViewCrops, build_views
 from tests.engine_fixtures import tiny_config, tiny_simclr
 
 
@@ -94,8 +94,8 @@ def test_crops_depend_on_seed_epoch_and_item_only_not_on_the_workers(tmp_path):
     for workers in (0, 2):
         sampler = ResumableSampler(len(crops), 4, seed=0, keyed=True)
         sampler.set_epoch(1)
-        batches[workers] = [b[0] for b in DataLoader(crops, batch_size=4, sampler=sampler, num_workers=workers,
-                                                     collate_fn=crops.collate)]
+        batches[workers] = [b[0].crops for b in DataLoader(crops, batch_size=4, sampler=sampler, num_workers=workers,
+                                                           collate_fn=crops.collate)]
     assert len(batches[0]) == 3 and batches[0][0].shape == (4, 2, 3, 32, 32)
     assert all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))
 
@@ -107,29 +107,40 @@ def test_views_finished_in_the_loader_are_the_pipelines_views_of_the_crops(tmp_p
     finished = FullImageCrops(data, views, seed=1, finish_views=True)
     items = [crops[(i, 0)] for i in (4, 1, 3, 0, 5, 2)]  # more than one chunk of VIEW_CHUNK images
     raw, labels = crops.collate(items)
-    done, same_labels = finished.collate(items)
+    finished_batch, same_labels = finished.collate(items)
+    assert (raw.stage, finished_batch.stage) == ("geometry", "finished")
+    raw, done = raw.crops, finished_batch.crops
     assert done.dtype == torch.float32 and done.shape == (6, 2, 3, 32, 32) and torch.equal(labels, same_labels)
-    assert torch.equal(done, finished.collate(items)[0])  # a batch's views: seeded by its first item
+    assert torch.equal(done, finished.collate(items)[0].crops)  # a batch's views: seeded by its first item
     assert not torch.equal(done[:, 0], done[:, 1])
     g = torch.Generator().manual_seed(item_seed(1, 0, 4) ^ VIEWS_SALT)  # the batch's generator
     for k, view in enumerate(views):  # the pipeline's view of slot k's crops, chunk by chunk
-        want = torch.cat([view(raw[i:i + VIEW_CHUNK], g, slot=k) for i in range(0, 6, VIEW_CHUNK)])
+        want = torch.cat([view(ViewCrops(raw[i:i + VIEW_CHUNK], "geometry"), g, slot=k) for i in range(0, 6, VIEW_CHUNK)])
         assert torch.equal(done[:, k], want)
-        assert torch.equal(view(done, None, slot=k), done[:, k])  # the method takes them as they are
+        assert torch.equal(view(finished_batch, None, slot=k), done[:, k])  # the method takes them as they are
+    with pytest.raises(ConfigError, match="finished"):
+        views[0].augment(finished_batch, g, slot=0)
     sampler = ResumableSampler(len(finished), 3, seed=0, keyed=True)
-    loaded = [b[0] for b in DataLoader(finished, batch_size=3, sampler=sampler, num_workers=2,
-                                       collate_fn=finished.collate)]
-    inline = [b[0] for b in DataLoader(finished, batch_size=3, sampler=sampler, collate_fn=finished.collate)]
+    loaded = [b[0].crops for b in DataLoader(finished, batch_size=3, sampler=sampler, num_workers=2,
+                                             collate_fn=finished.collate)]
+    inline = [b[0].crops for b in DataLoader(finished, batch_size=3, sampler=sampler, collate_fn=finished.collate)]
     assert all(torch.equal(a, b) for a, b in zip(loaded, inline))
 
 
 def test_views_take_their_own_slot_and_skip_only_the_geometry(tmp_path):
     view = build_views("simclr", 16, strength=0.5, blur=False)[0]
-    slots = torch.randint(0, 256, (4, 2, 3, 16, 16), dtype=torch.uint8)
+    raw = torch.randint(0, 256, (4, 2, 3, 16, 16), dtype=torch.uint8)
+    slots = ViewCrops(raw, "geometry")  # the loader says the geometry ran; the pipeline does not guess
     for slot in (0, 1):
         got = view(slots, torch.Generator().manual_seed(0), slot=slot)
         jitter_only = type(view)(view.ops[1:], 16, view.mean, view.std)
-        assert torch.equal(got, jitter_only(slots[:, slot], torch.Generator().manual_seed(0)))
+        assert torch.equal(got, jitter_only(raw[:, slot], torch.Generator().manual_seed(0)))
+    with pytest.raises(ConfigError, match=r"shape \(B, 3, H, W\)"):  # a bare 5-D tensor says nothing
+        view(raw, torch.Generator(), slot=0)
+    with pytest.raises(ConfigError, match="ViewCrops.stage"):
+        ViewCrops(raw, "colour")
+    with pytest.raises(ConfigError, match=r"ViewCrops.crops: expected a tensor of shape \(B, K, 3, S, S\)"):
+        ViewCrops(raw[:, 0], "geometry")
     with pytest.raises(ConfigError, match="slot None"):
         view(slots, torch.Generator())
     with pytest.raises(ConfigError, match="slot 2"):
@@ -219,7 +230,7 @@ def test_device_crops_match_the_cpu_crops_of_the_same_boxes_on_photos(shared_dat
         cpu = decode_crops(path, slots, torch.Generator())
         payload, boxes = device_crops.read_item(path, slots, torch.Generator())
         assert payload.dim() == 1  # a JPEG travels as its bytes
-        device = device_crops.EncodedBatch([payload], boxes[None], 224).to("cpu")[0]
+        device = device_crops.EncodedBatch([payload], boxes[None], 224).to("cpu").crops[0]
         assert device.dtype == torch.uint8 and device.shape == cpu.shape == (2, 3, 224, 224)
         diff = (cpu.float() - device.float()).abs()
         per_photo.append(diff.mean().item())
@@ -240,7 +251,7 @@ def test_the_device_path_draws_the_cpu_paths_boxes_and_flips(tmp_path):
     for (a, la), (b, lb) in zip(DataLoader(cpu, batch_size=4, sampler=sampler, collate_fn=cpu.collate),
                                 DataLoader(dev, batch_size=4, sampler=sampler, num_workers=2, collate_fn=dev.collate)):
         assert len(b) == 4 and torch.equal(la, lb)
-        b = b.to("cpu")
+        a, b = a.crops, b.to("cpu").crops
         assert b.dtype == torch.uint8 and b.shape == a.shape == (4, 2, 3, 32, 32)
         # red = x, green = y: every crop's mean position agrees within a pixel level or two
         assert (a.float().mean((-1, -2)) - b.float().mean((-1, -2))).abs().max() <= 3.0

@@ -70,3 +70,44 @@ def test_the_report_mappings_have_one_reader():
 def test_a_second_mapping_reader_is_found():
     reader = 'import yaml\nMAPPINGS = {}\nyaml.safe_load(open("reports/mapping/paper.yaml"))\n'
     assert second_mapping_readers({"bench/x.py": reader, "tests/x.py": reader, MAPPING_READER: reader}) == ["bench/x.py"]
+
+
+MAX_MODULE_LINES = 650  # a module past this holds several concerns: split it into a package
+
+
+def long_modules(files: dict[str, str]) -> list[str]:
+    """`path: N lines` of every Python module outside tests/ longer than MAX_MODULE_LINES."""
+    return [f"{rel}: {text.count(chr(10))} lines" for rel, text in sorted(files.items())
+            if not rel.startswith("tests/") and text.count("\n") > MAX_MODULE_LINES]
+
+
+def test_no_module_outside_the_tests_is_over_650_lines():
+    files = {p.relative_to(ROOT).as_posix(): p.read_text(errors="replace") for p in tracked_files((".py",))}
+    assert long_modules(files) == []
+
+
+def test_a_long_module_is_found():
+    long, short = "x = 1\n" * (MAX_MODULE_LINES + 1), "x = 1\n" * MAX_MODULE_LINES
+    assert long_modules({"common/a.py": long, "common/b.py": short, "tests/c.py": long}) == ["common/a.py: 651 lines"]
+
+
+def unwrapped_mains(files: dict[str, str]) -> list[str]:
+    """Command-line modules (outside tests/ and bench/) whose `main` skips `cli_main`, the one
+    path from bad input to one error line and exit 2."""
+    import ast
+    found = []
+    for rel, text in sorted(files.items()):
+        if rel.startswith(("tests/", "bench/")):
+            continue
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "main" and \
+                    "cli_main" not in {ast.unparse(d) for d in node.decorator_list}:
+                found.append(rel)
+    return found
+
+
+def test_every_command_line_main_goes_through_cli_main():
+    files = {p.relative_to(ROOT).as_posix(): p.read_text(errors="replace") for p in tracked_files((".py",))}
+    assert unwrapped_mains(files) == []
+    bare = "def main(argv=None):\n    return 0\n"
+    assert unwrapped_mains({"eval/x.py": bare, "bench/x.py": bare, "eval/y.py": "@cli_main\n" + bare}) == ["eval/x.py"]

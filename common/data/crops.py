@@ -8,8 +8,9 @@ the image's sides (a 500x375 photo keeps 75 % of its width) and changes the crop
 With `crops: full` (the image-folder default for pretraining), the engine wraps the data set in
 `FullImageCrops`: every item is decoded once and cut into one crop per view slot of the method
 (`Method.view_slots()`), each with that slot's pipeline geometry, so a batch is uint8
-(B, K, 3, S, S). The view pipelines then skip their geometric first op and run the rest (colour,
-blur, ...) on the device (`common.views.ViewPipeline.augment`, `slot=`).
+(B, K, 3, S, S), handed over as `common.views.ViewCrops` at stage "geometry": the view pipelines
+then skip their geometric first op and run the rest (colour, blur, ...) on the device
+(`ViewPipeline.augment`, `slot=`).
 
 Geometry of a slot, by the pipeline's first op:
 - RandomResizedCrop: torchvision's box sampler (the same code as the device op: area fraction
@@ -40,7 +41,7 @@ from torch.utils.data import Dataset, Subset
 from common.data import device_crops
 from common.data.decode import DEFAULT_LOAD_SIZE, to_uint8_chw
 from common.errors import ConfigError
-from common.views import RandomResizedCrop, ViewPipeline
+from common.views import RandomResizedCrop, ViewCrops, ViewPipeline
 
 RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
@@ -125,8 +126,8 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 class FullImageCrops(Dataset):
     """A file data set (`samples`: (path, label) pairs) as pre-cropped view slots: item
     (index, epoch) -> (uint8 (K, 3, S, S), label, index). Read it with `collate_fn=self.collate`:
-    batches of uint8 (B, K, 3, S, S) crops, or with `finish_views` the finished views, float32
-    (B, K, 3, S, S) normalized, each slot's remaining ops run in the loader worker (CPU training:
+    batches of `ViewCrops`: uint8 (B, K, 3, S, S) crops at stage "geometry", or with
+    `finish_views` the finished views, float32 (B, K, 3, S, S) normalized, each slot's remaining ops run in the loader worker (CPU training:
     there the worker processes run beside the training step, where the training process would
     run them after it; views drawn from a generator per batch, seeded by its first item)."""
 
@@ -159,20 +160,20 @@ class FullImageCrops(Dataset):
             return (*device_crops.read_item(path, self.slots, generator), label, key)
         return decode_crops(path, self.slots, generator), label, key
 
-    def collate(self, items: list) -> tuple[torch.Tensor | device_crops.EncodedBatch, torch.Tensor]:
+    def collate(self, items: list) -> tuple[ViewCrops | device_crops.EncodedBatch, torch.Tensor]:
         labels = torch.as_tensor([item[-2] for item in items])
         if self.decode == "gpu":
             return device_crops.EncodedBatch([item[0] for item in items], torch.stack([item[1] for item in items]),
                                              self.slots[0].size), labels
         crops = torch.stack([item[0] for item in items])
         if not self.finish_views or not items:
-            return crops, labels
+            return ViewCrops(crops, "geometry"), labels
         index, epoch = items[0][2]
         generator = torch.Generator().manual_seed(item_seed(self.seed, epoch, index) ^ VIEWS_SALT)
         # a few images at a time: each op then works on data that stays in the CPU's cache
-        views = [torch.cat([pipe(crops[i:i + VIEW_CHUNK], generator, slot=k) for i in range(0, len(crops), VIEW_CHUNK)])
+        views = [torch.cat([pipe(ViewCrops(crops[i:i + VIEW_CHUNK], "geometry"), generator, slot=k) for i in range(0, len(crops), VIEW_CHUNK)])
                  for k, pipe in enumerate(self.pipelines)]
-        return torch.stack(views, dim=1), labels
+        return ViewCrops(torch.stack(views, dim=1), "finished"), labels
 
 
 def _base(dataset: Dataset) -> Dataset:

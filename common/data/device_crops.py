@@ -9,8 +9,8 @@ RandomResizedCrop's scale and ratio on the whole image); the training process ha
 the device, which decodes it in one call (`torchvision.io.decode_jpeg` on a list: nvJPEG, batched)
 and cuts and resizes each image's boxes in one `torchvision.ops.roi_align` (bilinear samples
 averaged over each output pixel's bin, an adaptive number of them per bin: the averaging stands in
-for PIL's antialiased shrink). The batch is uint8 (B, K, 3, S, S) as on the CPU path, and the view
-pipelines finish it on the device.
+for PIL's antialiased shrink). The batch is uint8 (B, K, 3, S, S) `ViewCrops` as on the CPU path, and
+the view pipelines finish it on the device.
 
 The batch type is `EncodedBatch`: the engine's `images.to(device)` is where the decoding happens,
 so the training loop is the same for both paths. Files that are not plain JPEGs (PNG, CMYK
@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from common.data.decode import to_uint8_chw
+from common.views.pipeline import ViewCrops
 
 BOX_FIELDS = 5  # left, top, width, height, flip
 
@@ -63,8 +64,8 @@ def cut(images: list[torch.Tensor], boxes: torch.Tensor, size: int) -> torch.Ten
 
 class EncodedBatch:
     """A batch as the workers hand it over: payloads (bytes or pixels) and boxes (B, K, 5).
-    `.to(device)` decodes and cuts it there (the result is a uint8 tensor, no longer a batch of
-    this kind)."""
+    `.to(device)` decodes and cuts it there (the result is the views' crops, `ViewCrops` at stage
+    "geometry", no longer a batch of this kind)."""
 
     def __init__(self, payloads: list[torch.Tensor], boxes: torch.Tensor, size: int):
         self.payloads, self.boxes, self.size = payloads, boxes, size
@@ -75,7 +76,7 @@ class EncodedBatch:
     def pin_memory(self) -> "EncodedBatch":
         return EncodedBatch([p.pin_memory() for p in self.payloads], self.boxes.pin_memory(), self.size)
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> torch.Tensor:
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ViewCrops:
         from torchvision.io import ImageReadMode, decode_jpeg
 
         device = torch.device(device)
@@ -84,4 +85,4 @@ class EncodedBatch:
         images = [p.to(device, non_blocking=non_blocking) if p.dim() == 3 else None for p in self.payloads]
         for i, img in zip(jpegs, decoded):
             images[i] = img
-        return cut(images, self.boxes.to(device, non_blocking=non_blocking), self.size)
+        return ViewCrops(cut(images, self.boxes.to(device, non_blocking=non_blocking), self.size), "geometry")
