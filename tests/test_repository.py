@@ -1,6 +1,7 @@
 """The repository stands on its own: its code and docs send no reader to a design or protocol file
 outside it (the protocol facts the code relies on are in docs/protocols.md), and code and config
 carry no words about how the work was organised (issue numbers)."""
+import ast
 import re
 import subprocess
 from pathlib import Path
@@ -16,6 +17,11 @@ def tracked_files(suffixes):
     names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.split()
     return [ROOT / n for n in names if n.endswith(suffixes) and (ROOT / n).is_file()]
+
+
+def python_sources() -> dict[str, str]:
+    """The text of every tracked Python file, by its path in the repository."""
+    return {p.relative_to(ROOT).as_posix(): p.read_text(errors="replace") for p in tracked_files((".py",))}
 
 
 def matches(pattern, suffixes):
@@ -63,7 +69,7 @@ def second_mapping_readers(files: dict[str, str]) -> list[str]:
 
 
 def test_the_report_mappings_have_one_reader():
-    files = {p.relative_to(ROOT).as_posix(): p.read_text(errors="replace") for p in tracked_files((".py",))}
+    files = python_sources()
     assert MAPPING_READER in files and second_mapping_readers(files) == []
 
 
@@ -82,7 +88,7 @@ def long_modules(files: dict[str, str]) -> list[str]:
 
 
 def test_no_module_outside_the_tests_is_over_650_lines():
-    files = {p.relative_to(ROOT).as_posix(): p.read_text(errors="replace") for p in tracked_files((".py",))}
+    files = python_sources()
     assert long_modules(files) == []
 
 
@@ -94,7 +100,6 @@ def test_a_long_module_is_found():
 def unwrapped_mains(files: dict[str, str]) -> list[str]:
     """Command-line modules (outside tests/ and bench/) whose `main` skips `cli_main`, the one
     path from bad input to one error line and exit 2."""
-    import ast
     found = []
     for rel, text in sorted(files.items()):
         if rel.startswith(("tests/", "bench/")):
@@ -107,7 +112,7 @@ def unwrapped_mains(files: dict[str, str]) -> list[str]:
 
 
 def test_every_command_line_main_goes_through_cli_main():
-    files = {p.relative_to(ROOT).as_posix(): p.read_text(errors="replace") for p in tracked_files((".py",))}
+    files = python_sources()
     assert unwrapped_mains(files) == []
     bare = "def main(argv=None):\n    return 0\n"
     assert unwrapped_mains({"eval/x.py": bare, "bench/x.py": bare, "eval/y.py": "@cli_main\n" + bare}) == ["eval/x.py"]

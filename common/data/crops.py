@@ -127,8 +127,8 @@ class FullImageCrops(Dataset):
     """A file data set (`samples`: (path, label) pairs) as pre-cropped view slots: item
     (index, epoch) -> (uint8 (K, 3, S, S), label, index). Read it with `collate_fn=self.collate`:
     batches of `ViewCrops`: uint8 (B, K, 3, S, S) crops at stage "geometry", or with
-    `finish_views` the finished views, float32 (B, K, 3, S, S) normalized, each slot's remaining ops run in the loader worker (CPU training:
-    there the worker processes run beside the training step, where the training process would
+    `finish_views` the finished views, float32 (B, K, 3, S, S) normalized, each slot's remaining
+    ops run in the loader worker (CPU training: there the worker processes run beside the training step, where the training process would
     run them after it; views drawn from a generator per batch, seeded by its first item)."""
 
     def __init__(self, dataset: Dataset, pipelines: list[ViewPipeline], seed: int, finish_views: bool = False,
@@ -171,8 +171,8 @@ class FullImageCrops(Dataset):
         index, epoch = items[0][2]
         generator = torch.Generator().manual_seed(item_seed(self.seed, epoch, index) ^ VIEWS_SALT)
         # a few images at a time: each op then works on data that stays in the CPU's cache
-        views = [torch.cat([pipe(ViewCrops(crops[i:i + VIEW_CHUNK], "geometry"), generator, slot=k) for i in range(0, len(crops), VIEW_CHUNK)])
-                 for k, pipe in enumerate(self.pipelines)]
+        chunks = [ViewCrops(crops[i:i + VIEW_CHUNK], "geometry") for i in range(0, len(crops), VIEW_CHUNK)]
+        views = [torch.cat([pipe(chunk, generator, slot=k) for chunk in chunks]) for k, pipe in enumerate(self.pipelines)]
         return ViewCrops(torch.stack(views, dim=1), "finished"), labels
 
 

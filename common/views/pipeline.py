@@ -58,6 +58,7 @@ class ViewCrops:
     def pin_memory(self) -> "ViewCrops":  # the DataLoader's pin_memory=True calls this
         return ViewCrops(self.crops.pin_memory(), self.stage)
 
+
 class ViewPipeline:
     """ops applied in order to a batch, then normalization: `pipe(images, generator)` ->
     float32 (B, 3, out_size, out_size). A geometric op must produce `out_size`; a pipeline without
