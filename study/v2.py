@@ -1,6 +1,7 @@
 """The claims study, second edition: registered parts on the whole of CIFAR-10, and their record.
 
     python -m study.v2 run cq main --seed 1    # one part: one group of a half's arms, one seed
+    python -m study.v2 queue                   # every missing part, seed by seed; resumes a killed one
     python -m study.v2 status                  # registered parts, finished and missing
     python -m study.v2 register                # record the protocol and profiles (before any result)
 
@@ -32,7 +33,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -45,7 +48,7 @@ from common import runs
 from reports import claims as claims_module
 from reports.study import STAGE_PREFIXES, profile_digest
 from study import archive
-from study.workspace import REPO, dvc, git, interrupt_on_sigterm, worktree
+from study.workspace import REPO, dvc, git, interrupt_on_sigterm, run_in_group, worktree
 
 V2 = REPO / "reports" / "study" / "v2"
 PROTOCOL = V2 / "protocol.yaml"
@@ -275,6 +278,54 @@ def run_part(half: str, group: str, seed: int, update: bool = False) -> Path:
     return path
 
 
+def queue_order() -> list[tuple[str, str, int]]:
+    """Every registered part, seed by seed (a seed's parts of both halves before the next seed's):
+    a study cut short still has whole seeds to compare."""
+    spec = protocol()
+    return [(half, group, seed) for seed in spec["seeds"]
+            for half, h in spec["halves"].items() for group in h["parts"]]
+
+
+def ensure_teacher() -> None:
+    """A fresh checkout has no teacher (its encoder is not committed): make it again with the
+    teacher pilot run at the study's code, in a worktree of its own (`.study2/teacher`), and place
+    its run where the BURN parts read it. The pilot's record there is kept beside the logs, not over
+    the committed pilot record."""
+    if (TEACHER / runs.ENCODER).is_file():
+        return
+    ws = worktree(WORKSPACES / "teacher", commit=parts_commit() or "HEAD")
+    profile = half_spec("burn")["profile"]
+    root = Path(read_params_file(REPO / profile, profile)["data"]["root"])
+    seen = ws / root  # the pilot resolves the data root against its own checkout
+    if not root.is_absolute() and not seen.exists():
+        seen.parent.mkdir(parents=True, exist_ok=True)
+        seen.symlink_to((REPO / root).resolve())
+    print(f"[study v2] no teacher: python -m study.pilot teacher in {ws.relative_to(REPO)}", flush=True)
+    code, _, _ = run_in_group([sys.executable, "-m", "study.pilot", "teacher"], ws, dict(os.environ))
+    if code != 0:
+        raise ConfigError(f"the teacher pilot in {ws}: exit {code}")
+    built = ws / TEACHER.relative_to(REPO)
+    TEACHER.mkdir(parents=True, exist_ok=True)
+    for name in (runs.ENCODER, runs.CHECKPOINT, runs.METRICS):
+        shutil.copy2(built / name, TEACHER / name)
+    (WORKSPACES / "logs").mkdir(exist_ok=True)
+    shutil.copy2(ws / "reports" / "study" / "v2" / "pilots" / "teacher-s0.json", WORKSPACES / "logs" / "teacher-rebuilt-s0.json")
+
+
+def run_queue() -> int:
+    """Run every missing part in queue order, making the teacher first where a BURN part needs it;
+    the first failure stops the queue (a part started again resumes from its workspace)."""
+    done = 0
+    for half, group, seed in queue_order():
+        if part_path(half, group, seed).is_file():
+            continue
+        if half == "burn":
+            ensure_teacher()
+        run_part(half, group, seed)
+        done += 1
+    return done
+
+
 def archive_path(half: str, group: str, seed: int) -> Path:
     return ARCHIVE / f"{half}-{group}-s{seed}"
 
@@ -328,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep.add_argument("group")
     keep.add_argument("--seed", type=int, required=True)
     sub.add_parser("status", help="finished and missing parts")
+    sub.add_parser("queue", help="every missing part, seed by seed (makes the teacher first where missing)")
     sub.add_parser("register", help="record the protocol's and the profiles' digests (before any part)")
     args = parser.parse_args(argv)
     interrupt_on_sigterm()
@@ -339,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         archive_runs(args.half, args.group, args.seed)
     elif args.command == "status":
         print("\n".join(status_lines()))
+    elif args.command == "queue":
+        print(f"[study v2] queue: {run_queue()} parts run; none missing")
     else:
         print(json.dumps(register(), indent=1))
     return 0

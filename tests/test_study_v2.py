@@ -145,3 +145,24 @@ def test_parts_run_one_commit_and_a_workspace_is_made_at_it(tmp_path, monkeypatc
             v2.parts_commit()
     finally:
         git("worktree", "remove", "--force", str(spaces / "cq"))
+
+
+def test_the_queue_runs_the_missing_parts_seed_by_seed_and_makes_the_teacher_before_burn(tmp_path, monkeypatch):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    monkeypatch.setattr(v2, "PARTS", parts)
+    order = v2.queue_order()
+    spec = v2.protocol()
+    assert len(order) == len(set(order)) == len(spec["seeds"]) * sum(len(h["parts"]) for h in spec["halves"].values())
+    assert [seed for _, _, seed in order] == sorted(seed for _, _, seed in order)  # whole seeds first
+    for half, group, seed in order[:3]:
+        _part(parts, f"{half}-{group}-s{seed}", "a" * 40)
+    calls = []
+    monkeypatch.setattr(v2, "ensure_teacher", lambda: calls.append("teacher"))
+    monkeypatch.setattr(v2, "run_part", lambda half, group, seed: calls.append((half, group, seed)))
+    assert v2.run_queue() == len(order) - 3
+    ran = [c for c in calls if c != "teacher"]
+    assert ran == order[3:]
+    for i, call in enumerate(calls):  # a BURN part comes right after a teacher check, a CQ part never does
+        if call != "teacher":
+            assert ((calls[i - 1] if i else None) == "teacher") == (call[0] == "burn")
