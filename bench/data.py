@@ -14,7 +14,7 @@ once under --work), interleaved round by round with the same number of loader wo
     reference, SSL   torchvision's `ImageFolder` with the SimCLR transform (RandomResizedCrop 224,
                      flip, colour jitter 0.8, grayscale 0.2, blur 0.5, normalize) applied twice per
                      image in the loader workers, as the SimCLR / MoCo reference pipelines do
-    ours, eval       the evaluation feature extraction (`common.features.extract_features`, resize
+    ours, eval       the evaluation feature extraction (`eval.core.extraction.extract_features`, resize
                      256 + centre crop 224) with the workers, against
     ours, eval, 0    the same in the main process (what the suites did before they took --workers)
 
@@ -61,9 +61,8 @@ from common.provenance import cpu_model  # noqa: E402
 from common.data import build_dataset  # noqa: E402
 from common.data.crops import collate_fn, training_source  # noqa: E402
 from common.sampler import ResumableSampler  # noqa: E402
-from common.features import extract_features  # noqa: E402
 from common.views import build_views  # noqa: E402
-from eval.features import TransformSpec  # noqa: E402
+from eval.core.extraction import TransformSpec, extract_features  # noqa: E402
 
 
 def make_folder(root: Path, count: int, classes: int = 10) -> Path:

@@ -304,7 +304,7 @@ class _QuantLayer:
         return quantize_ste(self.weight, cpt_quantize_per_channel, self.bits)
 
     def quantized_input(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() == 0:  # no range to take (a torchrun rank with no rows of a batch, eval.sharded)
+        if x.numel() == 0:  # no range to take (a torchrun rank with no rows of a batch, eval.core.sharded)
             return x
         if self.config.mode == "floor":
             return quantize_ste(x, floor_quantize, self.bits)

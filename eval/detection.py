@@ -77,13 +77,12 @@ import torch.nn as nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.models.detection import FasterRCNN
 
-from common.checkpoint import write_json
 from common.config import apply_overrides, cli_main, read_params_file
 from common.data import build_dataset
 from common.distributed import setup_runtime
 from common.errors import ConfigError
-from common.provenance import provenance
 from common.syncbn import convert_sync_batchnorm
+from eval.core.records import write_record
 from eval.detection_model import build_detector, load_encoder_network
 from eval.voc_eval import VOCDetectionEvaluator
 
@@ -403,12 +402,9 @@ def run(encoder: str | Path, cfg: DetectionConfig, out: str | Path, profile: str
             m = result["metrics"]
             log(f"trial {t + 1}/{cfg.trials} (seed {result['seed']}): AP {m['AP']:.2f} "
                 f"AP50 {m['AP50']:.2f} AP75 {m['AP75']:.2f}")
-    metrics = {**summarize(trials), "trials": trials, "encoder": str(encoder),
-               "provenance": provenance(asdict(cfg), rt.device, dataset=cfg.dataset, profile=profile,
-                                        stage="eval.detection", seconds=round(time.time() - start, 2),
-                                        world_size=rt.world)}
-    if rt.main:
-        write_json(metrics, Path(out) / "metrics.json")
+    metrics = write_record(out, {**summarize(trials), "trials": trials, "encoder": str(encoder)}, rt.device,
+                           asdict(cfg), dataset=cfg.dataset, profile=profile, stage="eval.detection",
+                           seconds=round(time.time() - start, 2), world_size=rt.world)
     if rt.started_process_group:
         dist.destroy_process_group()
     return metrics

@@ -20,7 +20,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from common.errors import ConfigError
 from common.views.normalization import resolve_norm
-from eval.features import load_backbone
+from eval.core.encoders import load_backbone
 
 if TYPE_CHECKING:
     from eval.detection import DetectionConfig
@@ -33,7 +33,7 @@ QUANT_STAT_SUFFIXES = (".act_min", ".act_range", ".act_tracked")
 
 def load_encoder_network(path: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild the backbone of an encoder.pt and load its weights (strictly, quantizer
-    statistics aside; `eval.features.load_backbone`). Returns (network, checkpoint metadata)."""
+    statistics aside; `eval.core.encoders.load_backbone`). Returns (network, checkpoint metadata)."""
     net, meta = load_backbone(path, "cpu", ignore_suffixes=QUANT_STAT_SUFFIXES)
     return net.train(), meta
 

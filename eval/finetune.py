@@ -24,7 +24,7 @@ for training AND evaluation; the new linear layer stays full precision (CQ keeps
 
 Choices where the papers are silent:
 - Training views: random resized crop (0.08, 1) + horizontal flip (`crop_flip`), as SimCLR's
-  fine-tuning; test: the deterministic evaluation transform of `eval.features`.
+  fine-tuning; test: the deterministic evaluation transform of `eval.core.extraction`.
 - BatchNorm trains (train mode) during fine-tuning and uses running statistics at test.
 - Weight decay applies to every parameter (torch SGD's weight_decay), BatchNorm included.
 - The linear layer starts at weight ~ N(0, 0.01^2), bias 0.
@@ -36,7 +36,7 @@ Choices where the papers are silent:
 - Accuracies are fractions in [0, 1]. The fine-tuned weights are not saved.
 
 Under `torchrun --nproc_per_node=N -m eval.finetune ...` the ranks split every training batch
-(`eval.sharded`: each decodes its rows with `--workers` loader processes, BatchNorm synchronized,
+(`eval.core.sharded`: each decodes its rows with `--workers` loader processes, BatchNorm synchronized,
 gradients summed) and the test pass, and rank 0 writes metrics.json: at full precision, what one
 process writes up to float rounding. k-bit: each rank's quantizer takes the range of its own rows.
 
@@ -57,19 +57,21 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset, Subset
 
+from common import distributed, predictions
 from common.config import cli_main
 from common.data.subsets import label_fraction_indices
 from common.errors import ConfigError
-from common.features import extract_features, rank_world
 from common.optim import apply_schedule
 from common.quant import QuantConfig, quantize_model, set_precision
 from common.syncbn import convert_sync_batchnorm
 from common.views import build_views
-from eval.features import (DataSpec, TransformSpec, add_data_args, eval_process, file_sha256, load_backbone,
-                           parse_options, resolve_device)
-from eval.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks
-from common import predictions
-from eval.linear import finish, new_linear, schedule_for, sgd_for, topk_accuracy
+from eval.core.cli import add_data_args, eval_process, finish
+from eval.core.data import DataSpec, parse_options
+from eval.core.encoders import file_sha256, load_backbone, resolve_device
+from eval.core.extraction import TransformSpec, extract_features
+from eval.core.records import evaluation_record, topk_accuracy
+from eval.core.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks
+from eval.core.training import new_linear, schedule_for, sgd_for
 from eval.presets import FINETUNE_PRESETS, TrainPreset, get_preset, parse_floats
 
 HEADLINE = "best.top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
@@ -104,7 +106,7 @@ def finetune(model: Classifier, labelled: Dataset, test_set: Dataset, preset: Tr
              head_multiplier: float, image_size: int, norm: str, seed: int = 0,
              device: str | torch.device = "cpu", num_workers: int = 0) -> dict:
     """Fine-tune `model` on `labelled`; returns status and top-1 / top-5 on `test_set`. Under
-    torchrun the ranks split every batch (`eval.sharded`; BatchNorm synchronized by the caller)."""
+    torchrun the ranks split every batch (`eval.core.sharded`; BatchNorm synchronized by the caller)."""
     device = torch.device(device)
     groups = [{"params": list(model.backbone.parameters()), "lr": preset.lr},
               {"params": list(model.head.parameters()), "lr": preset.lr * head_multiplier}]
@@ -167,7 +169,7 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
     for lr in lrs:
         for mult in head_mults:
             model = build_classifier(encoder_path, num_classes, bits, quant_mode, device, seed)
-            if rank_world()[1] > 1:  # BatchNorm statistics over the global batch, as one process
+            if distributed.world_size() > 1:  # BatchNorm statistics over the global batch, as one process
                 convert_sync_batchnorm(model, torch.device(device))
             result = finetune(model, labelled, test_set, replace(base, lr=lr), mult,
                               resolved["image_size"], resolved["norm"], seed, device, num_workers)
@@ -176,19 +178,16 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
     per_image = best[predictions.KEY]  # kept once, for the selected run
     for r in runs:
         del r[predictions.KEY]
-    return {
-        "suite": "finetune", "preset": preset_name, "settings": base.as_dict(),
+    measured = {
+        "preset": preset_name, "settings": base.as_dict(),
         "precision": "fp" if bits is None or bits >= 32 else f"{int(bits)}-bit",
         "bits": bits, "quant_mode": quant_mode if bits is not None else None,
         "fraction": fraction, "list_file": str(list_file) if list_file else None,
         "num_labelled": len(indices), "num_test": len(test_set), "num_classes": num_classes,
         "selection": "test_top1", "runs": runs, "best": best,
         "top1": best["top1"], "top5": best["top5"], predictions.KEY: per_image, "status": best["status"],
-        "seed": seed,
-        "transform": resolved, "encoder": str(encoder_path), "encoder_sha256": sha,
-        "data": {"train": train_spec.record(), "test": test_spec.record()},
-        "seconds": round(time.time() - started, 3),
-    }
+        "seed": seed, "transform": resolved}
+    return evaluation_record("finetune", measured, encoder_path, sha, train_spec, test_spec, started)
 
 
 @cli_main

@@ -1,9 +1,11 @@
 """Weighted kNN on frozen, cached features: the fast monitor of every checkpoint.
 
-The classifier is `common.features.knn_predict` (Wu et al. 2018): cosine similarity of
-L2-normalised features, the k nearest training features vote with weight exp(sim / T).
-k and T are parameters (defaults 200 and 0.07: the papers give none). Features come from
-`eval.features.FeatureExtractor` (the backbone's pooled output, evaluation transform, cached),
+The classifier (`knn_predict`, Wu et al. 2018, the instance-discrimination monitor most SSL code
+uses): features are L2-normalised; each test feature takes its k most cosine-similar training
+features, each neighbour votes for its class with weight exp(sim / T), and the class with the
+largest total vote wins. k and T are parameters (defaults 200 and 0.07: the papers give none).
+Features come from `eval.core.extraction.FeatureExtractor` (the backbone's pooled output, the
+evaluation transform, cached),
 so a kNN run after a linear run on the same checkpoint extracts nothing.
 
 Output: top-1 and top-5 (fractions in [0, 1]; top-5 ranks the classes by their total vote), and
@@ -21,16 +23,42 @@ import time
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
+from common import predictions
 from common.config import cli_main
 from common.errors import ConfigError
-from common.features import knn_predict
-from eval.features import (DataSpec, FeatureExtractor, add_data_args, add_extractor_args, eval_process,
-                           extractor_from_args, spec_from_args)
-from common import predictions
-from eval.linear import finish, int_labels, topk_accuracy
+from eval.core.cli import add_data_args, add_extractor_args, eval_process, extractor_from_args, finish, spec_from_args
+from eval.core.data import DataSpec
+from eval.core.extraction import FeatureExtractor
+from eval.core.records import evaluation_record, int_labels, sizes, topk_accuracy
 
 HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
+
+
+def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
+                num_classes: int, k: int = 200, temperature: float = 0.07,
+                chunk: int = 1024) -> torch.Tensor:
+    """Weighted kNN class scores (N_test, num_classes); see the module docstring."""
+    if k < 1 or temperature <= 0:
+        raise ConfigError(f"knn: expected k >= 1 and temperature > 0, got k={k}, temperature={temperature}")
+    train = F.normalize(train_feats.float(), dim=1)
+    k = min(k, train.shape[0])
+    scores = []
+    for start in range(0, test_feats.shape[0], chunk):
+        test = F.normalize(test_feats[start:start + chunk].float(), dim=1)
+        sim, idx = (test @ train.t()).topk(k, dim=1)
+        votes = torch.zeros(test.shape[0], num_classes)
+        votes.scatter_add_(1, train_labels[idx].long(), (sim / temperature).exp())
+        scores.append(votes)
+    return torch.cat(scores)
+
+
+def knn_accuracy(train_feats, train_labels, test_feats, test_labels, num_classes: int,
+                 k: int = 200, temperature: float = 0.07) -> float:
+    """Top-1 accuracy (in [0, 1]) of the weighted kNN classifier."""
+    scores = knn_predict(train_feats, train_labels, test_feats, num_classes, k, temperature)
+    return (scores.argmax(1) == test_labels.long()).float().mean().item()
 
 
 def knn_topk(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -53,14 +81,9 @@ def run_knn(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: DataSp
     test_y = int_labels(test.targets, "knn")
     scores = knn_predict(train.features, int_labels(train.targets, "knn"), test.features, num_classes, k, temperature)
     accuracy = {**topk_accuracy(scores, test_y), **predictions.encode(scores, test_y)}
-    return {
-        "suite": "knn", "mode": "cached", "k": int(k), "temperature": float(temperature), **accuracy,
-        "num_classes": num_classes, "num_train": int(train.features.shape[0]),
-        "num_test": int(test.features.shape[0]), "feature_dim": int(train.features.shape[1]),
-        "encoder": str(extractor.encoder_path), "encoder_sha256": extractor.sha256,
-        "data": {"train": train_spec.record(), "test": test_spec.record()},
-        "seconds": round(time.time() - started, 3),
-    }
+    measured = {"mode": "cached", "k": int(k), "temperature": float(temperature), **accuracy,
+                **sizes(num_classes, train.features.shape[0], test.features)}
+    return evaluation_record("knn", measured, extractor.encoder_path, extractor.sha256, train_spec, test_spec, started)
 
 
 @cli_main

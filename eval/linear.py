@@ -34,7 +34,7 @@ Under `torchrun --nproc_per_node=N -m eval.linear ...` (or eval.knn, eval.transf
 share the feature extraction (each a contiguous part of each split, gathered in order); every
 rank then trains the same layer on the same features and rank 0 writes metrics.json, which
 equals one process's up to float rounding. In the augment mode the ranks split every training
-batch instead (`eval.sharded`: each decodes and forwards its rows, `--workers` loader processes
+batch instead (`eval.core.sharded`: each decodes and forwards its rows, `--workers` loader processes
 each, gradients summed), so N ranks train what one process trains.
 
 CLI:
@@ -48,85 +48,40 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from common.checkpoint import write_json
+from common import predictions
 from common.config import cli_main
 from common.errors import ConfigError
-from common.optim import apply_schedule, build_optimizer, make_schedule
-from common.provenance import provenance
+from common.optim import apply_schedule
 from common.views import build_views
-from common import predictions
-from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, add_data_args, add_extractor_args,
-                           eval_process, extractor_from_args, is_main_process, spec_from_args)
-from eval.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks
+from eval.core.cli import (add_data_args, add_extractor_args, add_training_args, eval_process,
+                           extractor_from_args, finish, spec_from_args)
+from eval.core.data import DataSpec
+from eval.core.encoders import LayerFeatures
+from eval.core.extraction import FeatureExtractor
+from eval.core.records import evaluation_record, int_labels, sizes, topk_accuracy
+from eval.core.sharded import EpochLoader, batch_loss, crop_source, sum_over_ranks
+from eval.core.training import new_linear, schedule_for, sgd_for
 from eval.presets import LINEAR_PRESETS, TrainPreset, get_preset
 
 MODES = ("cached", "augment")
 HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
-METRICS = "metrics.json"
-
-
-# --------------------------------------------------------------------------------------------
-# Shared pieces (also used by fine-tuning, kNN and transfer)
-# --------------------------------------------------------------------------------------------
-
-def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
-    """{"top1": ..., "top5": ...}: fraction of rows whose target is among the k highest scores
-    (k capped at the number of classes). Non-finite scores rank lowest."""
-    scores = torch.nan_to_num(scores.float(), nan=-math.inf)
-    targets = targets.long().view(-1, 1)
-    out = {}
-    for k in ks:
-        top = scores.topk(min(k, scores.shape[1]), dim=1).indices
-        out[f"top{k}"] = (top == targets).any(dim=1).float().mean().item()
-    return out
-
-
-def int_labels(targets: torch.Tensor, what: str) -> torch.Tensor:
-    if targets.dim() != 1 or targets.dtype.is_floating_point:
-        raise ConfigError(f"{what}: expected a single-label data set with int targets "
-                          f"(got targets of shape {tuple(targets.shape)})")
-    return targets.long()
-
-
-def sgd_for(preset: TrainPreset, groups: list[dict]) -> torch.optim.Optimizer:
-    return build_optimizer("sgd", groups, lr=preset.lr, momentum=preset.momentum,
-                           weight_decay=preset.weight_decay, nesterov=preset.nesterov)
-
-
-def schedule_for(preset: TrainPreset, steps_per_epoch: int) -> Callable[[int], float]:
-    total = max(1, preset.epochs * steps_per_epoch)
-    return make_schedule(preset.schedule, total, 0, [m * steps_per_epoch for m in preset.milestones],
-                         preset.gamma)
-
-
-def write_metrics(out_dir: str | Path, metrics: dict) -> Path:
-    return write_json(metrics, Path(out_dir) / METRICS)
 
 
 # --------------------------------------------------------------------------------------------
 # Training the linear layer
 # --------------------------------------------------------------------------------------------
 
-def new_linear(dim: int, num_classes: int) -> nn.Linear:
-    """MoCo's linear classifier initialization: weight ~ N(0, 0.01^2), bias 0."""
-    layer = nn.Linear(dim, num_classes)
-    nn.init.normal_(layer.weight, std=0.01)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
 def fit_linear(head: nn.Linear, batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor, int]]],
                steps_per_epoch: int, preset: TrainPreset, sharded: bool = False) -> dict:
     """Train `head` with the preset's SGD and schedule; `batches(epoch)` yields (features, labels,
     global batch size). `sharded`: the batches are this torchrun rank's rows of the global batch
-    (`eval.sharded`: gradients summed over ranks). Returns {"status": "ok" | "diverged",
+    (`eval.core.sharded`: gradients summed over ranks). Returns {"status": "ok" | "diverged",
     "epochs_run", "final_loss", "train_images_per_s"} (global images trained per second of this loop,
     input pipeline included: what a GPU check compares)."""
     params = list(head.parameters())
@@ -163,8 +118,8 @@ def cached_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator:
 def augmented_batches(model: nn.Module, dataset: Dataset, views, batch_size: int,
                       generator: torch.Generator, device: torch.device, num_workers: int = 0, seed: int = 0):
     """`batches(epoch)` of features of augmented images through the frozen `model`: under torchrun,
-    of this rank's rows of every global batch (`eval.sharded`); image folders crop from the whole
-    file (`eval.sharded.crop_source`)."""
+    of this rank's rows of every global batch (`eval.core.sharded`); image folders crop from the whole
+    file (`eval.core.sharded.crop_source`)."""
     source, epoch_order = crop_source(dataset, views, seed)
     loader = EpochLoader(source, batch_size, device, num_workers)
 
@@ -194,7 +149,7 @@ def train_linear_augmented(model: nn.Module, dataset: Dataset, num_classes: int,
                            preset: TrainPreset, image_size: int, norm: str, seed: int = 0,
                            device: str | torch.device = "cpu", num_workers: int = 0) -> tuple[nn.Linear, dict]:
     """A linear layer trained on features of crop+flip augmented images (the "augment" mode); under
-    torchrun the ranks share every batch (`eval.sharded`) and train the same layer."""
+    torchrun the ranks share every batch (`eval.core.sharded`) and train the same layer."""
     device = torch.device(device)
     torch.manual_seed(seed)
     model.eval()
@@ -247,37 +202,9 @@ def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: Dat
         num_train = len(train_set)
     scores, test_y = linear_scores(head, test.features), int_labels(test.targets, "linear")
     accuracy = {**topk_accuracy(scores, test_y), **predictions.encode(scores, test_y)}
-    return {
-        "suite": suite, "mode": mode, "preset": preset.name, "settings": preset.as_dict(),
-        "seed": seed, **info, **accuracy,
-        "num_classes": num_classes, "num_train": num_train, "num_test": int(test.features.shape[0]),
-        "feature_dim": int(test.features.shape[1]),
-        "encoder": str(extractor.encoder_path), "encoder_sha256": extractor.sha256,
-        "data": {"train": train_spec.record(), "test": test_spec.record()},
-        "seconds": round(time.time() - started, 3),
-    }
-
-
-def add_training_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    parser.add_argument("--lr", type=float, default=None, help="override the preset's lr")
-    parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-split", default="train")
-    parser.add_argument("--test-split", default="test")
-    parser.add_argument("--out", required=True, help="output folder (metrics.json)")
-
-
-def finish(args: argparse.Namespace, metrics: dict, device: torch.device, stage: str) -> dict:
-    """Add provenance, write metrics.json atomically, print a one-line summary."""
-    params = {k: v for k, v in vars(args).items() if k != "out"}
-    metrics["provenance"] = provenance(params, torch.device(device), stage=stage, dataset=args.dataset)
-    if not is_main_process():  # under torchrun every rank has the same metrics; rank 0 writes them
-        return metrics
-    write_metrics(args.out, metrics)
-    print(f"{args.out}: {metrics['suite']} ({metrics.get('mode', '')}) top1 {metrics['top1']:.4f} "
-          f"top5 {metrics['top5']:.4f} [{metrics.get('status', 'ok')}]")
-    return metrics
+    measured = {"mode": mode, "preset": preset.name, "settings": preset.as_dict(), "seed": seed, **info,
+                **accuracy, **sizes(num_classes, num_train, test.features)}
+    return evaluation_record(suite, measured, extractor.encoder_path, extractor.sha256, train_spec, test_spec, started)
 
 
 @cli_main

@@ -72,6 +72,7 @@ from typing import Sequence
 import numpy as np
 
 from common.config import cli_main
+from common.runs import METRICS
 from common.errors import ConfigError
 from eval.liblinear import LIBLINEAR_OPTIONS, ClassJob, best_cost_index, default_n_jobs, run_jobs
 
@@ -405,8 +406,7 @@ def run_suite(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from common.checkpoint import write_json
-    from common.provenance import provenance
+    from eval.core.records import write_record
 
     data = load_features(args.features)
     costs = _check_costs([c for group in args.costs for c in group])
@@ -444,9 +444,7 @@ def run_suite(args: argparse.Namespace) -> dict:
         if low["short"]:
             print(f"warning: {len(low['short'])} low-shot training sets have fewer than k positives or 19k "
                   "negatives (trainval too small); see 'lowshot_short' in metrics.json", file=sys.stderr)
-    metrics["provenance"] = provenance(settings, torch.device("cpu"))
-    write_json(metrics, out / "metrics.json")
-    return metrics
+    return write_record(out, metrics, torch.device("cpu"), settings)
 
 
 @cli_main
@@ -458,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, row in metrics.get("lowshot", {}).items():
         print(f"k={k}: " + "  ".join(f"{mode} {100 * r['mean']:.2f} +- {100 * r['std']:.2f}"
                                      for mode, r in row.items()))
-    print(f"wrote {Path(args.out) / 'metrics.json'}")
+    print(f"wrote {Path(args.out) / METRICS}")
     return 0
 
 

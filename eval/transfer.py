@@ -22,8 +22,9 @@ import argparse
 from typing import Sequence
 
 from common.config import cli_main
-from eval.features import add_data_args, add_extractor_args, eval_process, extractor_from_args, spec_from_args
-from eval.linear import add_training_args, finish, run_linear
+from eval.core.cli import (add_data_args, add_extractor_args, add_training_args, eval_process,
+                           extractor_from_args, finish, spec_from_args)
+from eval.linear import run_linear
 from eval.presets import TRANSFER_PRESETS, get_preset
 
 HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's summary)

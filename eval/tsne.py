@@ -2,7 +2,7 @@
 
 Features: the backbone's pooled output (the encoder file holds the backbone only, so these are
 the pre-projection features), evaluation transform, through the feature cache of
-`eval.features`. Embedding: scikit-learn's TSNE with perplexity 30 (docs/protocols.md section 3).
+`eval.core.extraction`. Embedding: scikit-learn's TSNE with perplexity 30 (docs/protocols.md section 3).
 
 Choices where the paper is silent (each a parameter):
 - classes: at most 20 (`--max-classes`); by default the first 20 class ids (0..19), or with
@@ -35,10 +35,11 @@ import numpy as np
 from common.checkpoint import atomic_write
 from common.config import cli_main
 from common.errors import ConfigError
-from common.provenance import provenance
-from eval.features import (DataSpec, FeatureExtractor, TransformSpec, add_data_args, parse_options,
-                           resolve_device)
-from eval.linear import int_labels, write_metrics
+from eval.core.cli import add_data_args, finish
+from eval.core.data import DataSpec, parse_options
+from eval.core.encoders import resolve_device
+from eval.core.extraction import FeatureExtractor, TransformSpec
+from eval.core.records import int_labels
 
 MAX_CLASSES = 20  # CQ Fig. 2 / docs/protocols.md: at most 20 classes
 
@@ -160,10 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                args.per_class, args.perplexity, args.seed))
     metrics = {"suite": "tsne", "perplexity": args.perplexity, "seed": args.seed, "models": models,
                "data": spec.record(), "seconds": round(time.time() - started, 3)}
-    metrics["provenance"] = provenance({k: v for k, v in vars(args).items() if k != "out"}, device,
-                                       stage="eval.tsne", dataset=args.dataset)
-    write_metrics(args.out, metrics)
-    print(f"{args.out}: t-SNE of {len(models)} model(s): {', '.join(m['png'] for m in models)}")
+    finish(args, metrics, device, "eval.tsne",
+           summary=lambda m: f"t-SNE of {len(models)} model(s): {', '.join(m['png'] for m in models)}")
     return 0
 
 

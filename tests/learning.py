@@ -13,7 +13,8 @@ import statistics
 from typing import Callable
 
 from common.data import build_dataset
-from common.features import extract_features, knn_accuracy
+from eval.core.extraction import extract_features
+from eval.knn import knn_accuracy
 from common.views import eval_transform
 from tests.seeds import OFFSET, seed
 

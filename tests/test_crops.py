@@ -182,7 +182,7 @@ def test_the_engine_trains_and_resumes_on_full_image_crops(tmp_path):
 def test_augmented_evaluations_crop_from_the_whole_file(tmp_path):
     from eval.linear import train_linear_augmented
     from eval.presets import TrainPreset
-    from eval.sharded import crop_source
+    from eval.core.sharded import crop_source
 
     data = build_dataset("imagefolder", make_folder(tmp_path, count=8, size=(96, 24)), "train")
     view = build_views("crop_flip", 16)[0]

@@ -8,7 +8,7 @@ from common.backbones import build_backbone
 from common.binary import get_binary_stage, set_binary_stage
 from common.errors import ConfigError
 from common.views import CIFAR10_MEAN, CIFAR100_MEAN, IMAGENET_MEAN, build_views, norm_label
-from eval.features import load_backbone
+from eval.core.encoders import load_backbone
 
 R20 = {"width": 0.25}
 
@@ -51,7 +51,8 @@ def test_pretraining_records_the_normalization_its_views_used(tmp_path):
 
 
 def test_features_use_the_encoders_normalization_unless_the_suite_names_one(tmp_path):
-    from eval.features import DataSpec, TransformSpec
+    from eval.core.data import DataSpec
+    from eval.core.extraction import TransformSpec
     from common.data import build_dataset
 
     data = build_dataset("synthetic_cls", None, "train", num_images=4, image_size=32)

@@ -45,7 +45,7 @@ def test_two_ranks_give_the_metrics_of_one_process(tmp_path):
 
 
 def test_rank_blocks_split_every_batch_once_and_evenly():
-    from eval.sharded import _Rows, row_block
+    from eval.core.sharded import _Rows, row_block
 
     for total in (1, 2, 3, 7, 16):
         for world in (1, 2, 3, 4):
@@ -78,7 +78,7 @@ def test_an_evaluation_loader_starts_its_workers_once():
     built per epoch starts a new one each time), and every epoch gets exactly its order."""
     import torch
 
-    from eval.sharded import EpochLoader
+    from eval.core.sharded import EpochLoader
 
     loader = EpochLoader(_WhoLoaded(), 4, torch.device("cpu"), num_workers=1)
     workers = set()

@@ -1,27 +1,30 @@
-"""eval.features: strict loading, the layers, the cache (reused, invalidated) and the SVM file."""
+"""eval.core (encoders, extraction) and eval.features: strict loading, the layers, the cache (reused, invalidated) and the SVM file."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+import eval.core.extraction as ex
 import eval.features as ef
 from common.checkpoint import load_checkpoint, save_checkpoint
 from tests.engine_fixtures import write_encoder
 from common.data import build_dataset
 from common.errors import ConfigError
 from common.views import eval_transform
-from eval.features import (DataSpec, FeatureExtractor, LayerFeatures, file_sha256, load_backbone,
-                           write_svm_features)
+from eval.core.data import DataSpec
+from eval.core.encoders import LayerFeatures, file_sha256, load_backbone
+from eval.core.extraction import FeatureExtractor
+from eval.features import write_svm_features
 
 SYN = {"num_images": 48, "image_size": 16}
 
 
 class CountingExtract:
-    """Stands in for common.features.extract_features and counts the calls."""
+    """Stands in for eval.core.extraction.extract_features and counts the calls."""
 
     def __init__(self):
         self.calls = 0
-        self.real = ef.extract_features
+        self.real = ex.extract_features
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -44,7 +47,7 @@ def test_features_equal_a_direct_forward_of_the_checkpoint(tmp_path):
 
 def test_cache_is_reused_and_a_changed_checkpoint_invalidates_it(tmp_path, monkeypatch):
     counter = CountingExtract()
-    monkeypatch.setattr(ef, "extract_features", counter)
+    monkeypatch.setattr(ex, "extract_features", counter)
     enc, cache = tmp_path / "encoder.pt", tmp_path / "cache"
     write_encoder(enc, seed=0)
     spec = DataSpec("synthetic", None, "train", SYN)

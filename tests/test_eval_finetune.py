@@ -11,7 +11,7 @@ import eval.finetune as eft
 from common.data import build_dataset
 from common.quant import QuantConv2d, get_precision, set_precision
 from common.views import eval_transform
-from eval.features import DataSpec
+from eval.core.data import DataSpec
 from eval.presets import FINETUNE_PRESETS
 from common.predictions import correct
 from tests.engine_fixtures import write_encoder

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-import eval.features as ef
+import eval.core.extraction as ex
 import eval.knn as ek
-from eval.features import DataSpec, FeatureExtractor
+from eval.core.data import DataSpec
+from eval.core.extraction import FeatureExtractor
 from eval.linear import run_linear
 from eval.presets import LINEAR_PRESETS
 from common.predictions import correct
@@ -45,7 +46,7 @@ def test_cli_writes_metrics_and_reuses_linear_features(encoder, tmp_path, monkey
     run_linear(FeatureExtractor(encoder, cache), spec, spec.with_split("test"),
                LINEAR_PRESETS["burn"].scaled(epochs=1, lr=0.1), "cached")
     calls = []
-    monkeypatch.setattr(ef, "extract_features", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(ex, "extract_features", lambda *a, **k: calls.append(1))
     out = tmp_path / "knn"
     rc = ek.main(["--encoder", str(encoder), "--dataset", "synthetic", "--options", OPTS, "--out", str(out),
                   "--k", "5", "--temperature", "0.5", "--cache-dir", str(cache), "--device", "cpu"])

@@ -14,7 +14,10 @@ from common.backbones import build_backbone
 from common.checkpoint import save_checkpoint
 from common.data import build_dataset
 from common.views import eval_transform
-from eval.features import DataSpec, FeatureExtractor
+from eval.core.data import DataSpec
+from eval.core.extraction import FeatureExtractor
+from eval.core.records import topk_accuracy
+from eval.core.training import schedule_for
 from eval.knn import run_knn
 from eval.presets import LINEAR_PRESETS, TrainPreset
 from common.predictions import decode
@@ -58,7 +61,7 @@ def encoders(tmp_path_factory):
 def test_topk_accuracy_by_hand():
     scores = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [float("nan"), 0.0, 1.0]])
     targets = torch.tensor([1, 1, 0, 0])
-    acc = el.topk_accuracy(scores, targets, ks=(1, 2, 5))
+    acc = topk_accuracy(scores, targets, ks=(1, 2, 5))
     assert acc["top1"] == 0.25  # only row 0
     assert acc["top2"] == 0.5   # rows 0 and 1 (row 2: 0 is third; row 3: NaN ranks last)
     assert acc["top5"] == 1.0   # capped at 3 classes: always right
@@ -67,9 +70,9 @@ def test_topk_accuracy_by_hand():
 def test_schedule_of_the_burn_preset_by_step():
     preset = LINEAR_PRESETS["burn"].scaled(epochs=10)
     assert preset.milestones == (6, 8) and preset.lr == 30.0
-    schedule = el.schedule_for(preset, steps_per_epoch=3)
+    schedule = schedule_for(preset, steps_per_epoch=3)
     assert [schedule(s) for s in (0, 17, 18, 23, 24, 29)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
-    cosine = el.schedule_for(LINEAR_PRESETS["cq"].scaled(epochs=2), steps_per_epoch=2)
+    cosine = schedule_for(LINEAR_PRESETS["cq"].scaled(epochs=2), steps_per_epoch=2)
     assert [cosine(s) for s in range(4)] == pytest.approx([1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5,
                                                            (1 + math.cos(3 * math.pi / 4)) / 2])
 

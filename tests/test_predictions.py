@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from common import predictions
-from eval.linear import topk_accuracy
+from eval.core.records import topk_accuracy
 
 
 @pytest.mark.parametrize("classes", [10, 300])

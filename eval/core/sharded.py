@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from common.data.crops import collate_fn, training_source
-from common.features import rank_world
+from common import distributed
 
 
 def crop_source(dataset: Dataset, view, seed: int):
@@ -83,7 +83,7 @@ class EpochLoader:
 
     def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int = 0):
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
-        self.rank, self.world = rank_world()
+        self.rank, self.world = distributed.rank(), distributed.world_size()
         self.sampler = _EpochRows()
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers,
                                  pin_memory=device.type == "cuda", collate_fn=collate_fn(dataset),
@@ -113,7 +113,7 @@ def batch_loss(logits: torch.Tensor, labels: torch.Tensor, total: int) -> torch.
 
 def sum_over_ranks(params: Sequence[torch.nn.Parameter], loss: torch.Tensor) -> float:
     """Sum the gradients (and the loss, returned) over the ranks; one process: the loss."""
-    if rank_world()[1] == 1:
+    if distributed.world_size() == 1:
         return loss.item()
     for p in params:
         if p.grad is None:
