@@ -187,7 +187,7 @@ def call(args: list[str], log: Path, timeout: int) -> str:
                                 timeout=timeout).returncode
         except subprocess.TimeoutExpired:
             return f"timed out after {timeout} s"
-    return "ok" if rc == 0 else f"exit code {rc} (log: {log.name})"
+    return runs.OK if rc == 0 else f"exit code {rc} (log: {log.name})"
 
 
 def last_lines(log: Path, n: int = 3) -> str:
@@ -201,7 +201,7 @@ def pretrain(work: Path, params_file: Path, module: str, args: list[str], amp: s
     shutil.rmtree(out, ignore_errors=True)  # a fresh run: a finished one would only be resumed
     status = call(["-m", module, *args, "--out", str(out), "--params", str(params_file),
                    f"{section}.train.amp={amp}"], log, s.timeout)
-    metrics = runs.read_metrics(out / "metrics.json") or {}
+    metrics = runs.read_metrics(out / runs.METRICS) or {}
     return {"status": status, "out": out, "images_per_s": metrics.get("images_per_s"),
             "peak_gib": metrics.get("peak_memory_gib")}
 
@@ -248,7 +248,7 @@ def eval_epoch(module: str, args: list[str], work: Path, name: str, s: Settings,
     (`train_images_per_s`: the input pipeline included, start-up and testing left out)."""
     out = work / name
     status = call(["-m", module, *args, "--epochs", "1", "--out", str(out)], log, s.timeout)
-    metrics = runs.read_metrics(out / "metrics.json") or {}
+    metrics = runs.read_metrics(out / runs.METRICS) or {}
     return status, (metrics.get("best") or metrics).get("train_images_per_s")
 
 
@@ -297,8 +297,8 @@ def measure_cq(rec: Recorder, work: Path, s: Settings, device: torch.device, log
             rec.add(Result(f"{prefix}/{variant}/{backbone}", f"CQ {variant} (SimCLR), {backbone}, {size} px, {profile}",
                            batch, precision_name(amp), r["images_per_s"], r["peak_gib"], ref, r["status"],
                            extra={"loader": feed}))
-            if variant == "baseline" and r["status"] == "ok":
-                encoder = r["out"] / "encoder.pt"
+            if variant == "baseline" and r["status"] == runs.OK:
+                encoder = r["out"] / runs.ENCODER
     return encoder
 
 
@@ -319,12 +319,12 @@ def measure_burn(rec: Recorder, work: Path, s: Settings, device: torch.device, l
         for amp in modes:
             args = ["--method", "burn", "--variant", "burn", "--backbone", "reactnet_a", "--stage", str(stage),
                     "--teacher", str(teacher)] + (["--init", str(stage1)] if stage == 2 else [])
-            if imported != "ok" or (stage == 2 and stage1 is None):
-                r = {"status": f"not run: teacher import {imported}" if imported != "ok" else "not run: no stage 1",
+            if imported != runs.OK or (stage == 2 and stage1 is None):
+                r = {"status": f"not run: teacher import {imported}" if imported != runs.OK else "not run: no stage 1",
                      "images_per_s": None, "peak_gib": None}
             else:
                 r = pretrain(work / "burn", pfile, "burn.pretrain", args, amp, "burn", s, log)
-            if stage == 1 and amp == amps[0] and r["status"] == "ok":
+            if stage == 1 and amp == amps[0] and r["status"] == runs.OK:
                 stage1 = r["out"]
             ref = reference_step("reactnet_a", options, batch * 2, size, device, amp == "bf16", max(2, s.steps // 3)) / 2
             rec.add(Result(f"burn_stage{stage}", f"BURN stage {stage}, ReActNet-A + ResNet-50 teacher, {size} px",
@@ -474,7 +474,7 @@ def detection(work: Path, encoder: Path, s: Settings, log: Path) -> Result:
     out = work / "detection"
     status = call(["-m", "eval.detection", "--encoder", str(encoder), "--out", str(out), "--profile", "paper",
                    "--params", str(pfile)], log, s.timeout)
-    m = runs.read_metrics(out / "metrics.json") or {}
+    m = runs.read_metrics(out / runs.METRICS) or {}
     trial = (m.get("trials") or [{}])[0]
     ips = iters / trial["train_seconds"] if trial.get("train_seconds") else None
     return Result("eval/detection", f"detection (Faster R-CNN C4), ResNet-18, {side} px", 2 if s.tiny else 16,
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         log = work / "gpu-check.log"
         log.touch()
         results = measure(work, s, device, log, rec, groups, Path(args.images) if args.images else None)
-        failed = [r for r in results if r.status != "ok"]
+        failed = [r for r in results if r.status != runs.OK]
         if failed:
             print(f"stage failures; the end of {log}:\n  {last_lines(log, 8)}")
     print(report(path, results, quant, rec.machine))
@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(quant["rel_error"].values())
     print(f"TARGET quantizer_exact_under_bf16: {worst:.1e} (target <= 1e-4) {'PASS' if worst <= 1e-4 else 'FAIL'}")
     print(f"TARGET resume_of_a_finished_run: {rec.machine.get('resume')} (target == ok) "
-          f"{'PASS' if rec.machine.get('resume') == 'ok' else 'FAIL'}")
+          f"{'PASS' if rec.machine.get('resume') == runs.OK else 'FAIL'}")
     if cuda:  # what the input pipeline and the method leave of a plain step of the same network
         for stage in PIPELINE_TARGETS:
             row = next((r for r in results if r.stage == stage and r.precision == "bf16"), None)
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'PASS' if ratio >= PIPELINE_TARGET else 'FAIL'}")
     print(f"TARGET stages_complete: {len(results) - len(failed)}/{len(results)} (target == {len(results)}) "
           f"{'PASS' if not failed else 'FAIL'}")
-    return 0 if not failed and worst <= 1e-4 and rec.machine.get("resume") == "ok" else 1
+    return 0 if not failed and worst <= 1e-4 and rec.machine.get("resume") == runs.OK else 1
 
 
 if __name__ == "__main__":

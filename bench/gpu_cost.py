@@ -35,7 +35,7 @@ class Result:
     images_per_s: float | None = None
     peak_gib: float | None = None
     reference: float | None = None  # plain PyTorch step, images/s
-    status: str = "ok"
+    status: str = runs.OK
     note: str = ""
     extra: dict = field(default_factory=dict)
     source: str = ""  # the saved file a merged report took it from
@@ -50,7 +50,7 @@ class Cost:
 def rate(results: list[Result], stage: str) -> float | None:
     """A stage's measured images/s: the bf16 run where there is one (the paper profiles' setting
     on a GPU), else the fp32 one."""
-    done = [r for r in results if r.stage == stage and r.status == "ok" and r.images_per_s]
+    done = [r for r in results if r.stage == stage and r.status == runs.OK and r.images_per_s]
     preferred = [r for r in done if r.precision == "bf16"] or done
     return preferred[0].images_per_s if preferred else None
 
@@ -127,7 +127,7 @@ def pretraining_cost(results: list[Result], params: dict, key: str) -> Cost:
 def eval_cost(results: list[Result], params: dict, suite: str, variant: str | None, run_key: str) -> Cost:
     """GPU-hours of one suite (one variant) on one checkpoint, from the measured ResNet-18 rates."""
     from eval.presets import FINETUNE_PRESETS, LINEAR_PRESETS
-    from eval.detection import make_config
+    from eval.detection_config import make_config
 
     spec = params["eval"]["suites"].get(suite) or {}
     args = {**(spec.get("args") or {}), **(((spec.get("variants") or {}).get(variant)) or {})}

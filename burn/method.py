@@ -50,6 +50,7 @@ import torch.nn as nn
 from burn.loss import (DIM_MATCHES, FS_LOSSES, KL_DIRECTIONS, LambdaSchedule, burn_loss,
                        feature_similarity, kl_term, match_widths)
 from burn.teacher import FrozenTrunk, load_state_strict
+from common import runs
 from common.binary import set_binary_stage
 from common.checkpoint import load_checkpoint
 from common.errors import ConfigError
@@ -178,7 +179,7 @@ class BURN(Method):
         if scheme not in SCHEMES:
             raise ConfigError(f"scheme={scheme!r}: expected one of {SCHEMES}")
         path = Path(path)
-        path = path / "checkpoint.pt" if path.is_dir() else path
+        path = path / runs.CHECKPOINT if path.is_dir() else path
         ckpt = load_checkpoint(path)
         model = ckpt.get("model")
         if not isinstance(model, dict) or not any(k.startswith("method.teacher_classifier.") for k in model):

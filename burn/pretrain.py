@@ -191,11 +191,11 @@ def import_teacher(params: dict, backbone_name: str, out: str) -> dict:
     # the released teachers were trained on ImageNet, with its normalization
     runs.write_encoder(out_dir / runs.ENCODER, {"backbone": backbone_name, "backbone_kwargs": dict(kwargs),
                                                 "method": "mocov2", "norm": "imagenet"}, trunk.state_dict())
-    save_checkpoint({"model": head, "imported_from": str(file)}, out_dir / "checkpoint.pt")
-    metrics = {"status": "ok", "step": 0, "final_loss": None, "imported_from": info,
+    save_checkpoint({"model": head, "imported_from": str(file)}, out_dir / runs.CHECKPOINT)
+    metrics = {"status": runs.OK, "step": 0, "final_loss": None, "imported_from": info,
                "provenance": provenance(params, torch.device("cpu"), stage="burn.pretrain --as-teacher",
                                         profile=params.get("profile", "unknown"))}
-    write_json(metrics, out_dir / "metrics.json")
+    write_json(metrics, out_dir / runs.METRICS)
     return metrics
 
 

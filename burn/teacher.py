@@ -80,7 +80,7 @@ def _all_tensors(d: dict) -> bool:
 
 def read_trunk_state(path: str | Path) -> tuple[dict, str, dict]:
     """(state dict for the trunk, format name, meta) of a teacher file or run folder."""
-    path = _resolve(path, "encoder.pt")
+    path = _resolve(path, runs.ENCODER)
     obj = load_checkpoint(path)
     if runs.is_encoder(obj):  # this project's encoder.pt
         encoder = runs.check_encoder(obj, f"teacher {path}")
@@ -129,7 +129,7 @@ def load_fp_trunk(path: str | Path, backbone: str = "resnet50", backbone_kwargs:
     trunk = build_backbone(backbone, **(backbone_kwargs or {}))
     if any(isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d for m in trunk.modules()):
         raise ConfigError(f"teacher backbone {backbone!r}: expected a full-precision network")
-    load_state_strict(trunk, state, _resolve(path, "encoder.pt"), "teacher")
+    load_state_strict(trunk, state, _resolve(path, runs.ENCODER), "teacher")
     return trunk, {"path": str(path), "format": kind, "backbone": backbone,
                    "backbone_kwargs": dict(backbone_kwargs or {})}
 
@@ -137,7 +137,7 @@ def load_fp_trunk(path: str | Path, backbone: str = "resnet50", backbone_kwargs:
 def read_head_state(path: str | Path) -> dict:
     """MoCo v2's projection head (``net.0`` / ``net.2`` keys of MLPHead) from a MoCo v2 checkpoint
     or this project's MoCo v2 run (its checkpoint.pt)."""
-    path = _resolve(path, "checkpoint.pt")
+    path = _resolve(path, runs.CHECKPOINT)
     obj = load_checkpoint(path)
     if isinstance(obj.get("model"), dict):  # this project's engine checkpoint
         prefix = "method.head."

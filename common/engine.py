@@ -59,10 +59,6 @@ from common.provenance import params_hash, provenance
 from common.sampler import ResumableSampler
 from common.syncbn import convert_sync_batchnorm
 
-CHECKPOINT = "checkpoint.pt"
-ENCODER = "encoder.pt"
-METRICS = "metrics.json"
-
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -381,9 +377,9 @@ class _Checkpoints:
             return
         save_checkpoint({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                          "state": asdict(state), "rng": rngs, "params_hash": self.phash,
-                         "world": rt.world}, self.out_dir / CHECKPOINT)
+                         "world": rt.world}, self.out_dir / runs.CHECKPOINT)
         if final:
-            self.encoder(self.out_dir / ENCODER)
+            self.encoder(self.out_dir / runs.ENCODER)
 
     def encoder(self, path: Path) -> None:
         """The method's encoder as it is now, written to `path` in the run folder (rank 0 writes)."""
@@ -414,7 +410,7 @@ def _optimizer_step(run: _Setup, method: Method, cfg: TrainConfig, rt: Runtime, 
         dist.all_reduce(stats)
         method_loss, finite = stats[0] / rt.world, stats[1] == rt.world
     if not bool(finite):
-        state.status, state.diverged_at = "diverged", state.step
+        state.status, state.diverged_at = runs.DIVERGED, state.step
         return False
     if cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -493,7 +489,7 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     dataset = training_source(dataset, method.view_slots(), cfg.seed,
                               finish_views=rt.device.type == "cpu" and cfg.num_workers > 0, device_type=rt.device.type)
     run = _setup(method, dataset, cfg, rt)
-    resumed = _resume(run, out_dir / CHECKPOINT, phash, rt)
+    resumed = _resume(run, out_dir / runs.CHECKPOINT, phash, rt)
     state = resumed or RunState()
     if rt.main:  # only now: a run that fails its checks above leaves no folder behind
         (out_dir / runs.SNAPSHOTS).mkdir(parents=True, exist_ok=True)  # there (maybe empty) for DVC
@@ -502,15 +498,15 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     checkpoints = _Checkpoints(out_dir, run, method, rt, phash, encoder_meta, state.seconds, segment_start)
     _loop(run, method, cfg, rt, state, logger, checkpoints, callbacks)
     if state.status == "running":
-        state.status = "ok"
-    if state.status == "ok":
+        state.status = runs.OK
+    if state.status == runs.OK:
         method.finish_training(lambda: _finish_batches(dataset, run.per_rank, cfg, rt),
                                torch.Generator(device=rt.device).manual_seed(cfg.seed * 1000 + rt.rank + FINISH_SEED))
     checkpoints.save(state, final=True)
     logger.close()
     metrics = {
         "status": state.status,
-        "step": state.step if state.status == "ok" else state.diverged_at,
+        "step": state.step if state.status == runs.OK else state.diverged_at,
         "total_steps": run.total,
         "final_loss": state.last_loss,
         "online_acc": state.logs.get("online_acc"),
@@ -528,7 +524,7 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
         "provenance": provenance(params, rt.device, **run_info),
     }
     if rt.main:
-        write_json(metrics, out_dir / METRICS)
+        write_json(metrics, out_dir / runs.METRICS)
     return metrics
 
 

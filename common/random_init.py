@@ -23,7 +23,7 @@ from common.binary import binary_convs, set_binary_stage
 from common import runs
 from common.checkpoint import write_json
 from common.config import cli_main, load_params, section, seed_of
-from common.engine import ENCODER, METRICS
+from common.runs import ENCODER, METRICS
 from common.errors import ConfigError
 from common.provenance import provenance
 
@@ -44,7 +44,7 @@ def run(params: dict, backbone_name: str, out: str | Path, part: str = "cq") -> 
     out = Path(out)
     runs.write_encoder(out / ENCODER, {"backbone": backbone_name, "backbone_kwargs": dict(options), "method": "none",
                                        "variant": "random_init", "binary_stage": stage}, backbone.state_dict())
-    metrics = {"status": "ok", "step": 0, "final_loss": None,
+    metrics = {"status": runs.OK, "step": 0, "final_loss": None,
                "method": {"name": "random_init", "backbone": backbone_name},
                "provenance": provenance({part: cfg, "seed": seed_of(params), "backbone": backbone_name},
                                         torch.device("cpu"), stage="common.random_init",

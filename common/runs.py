@@ -66,10 +66,19 @@ def snapshot_path(folder: str | Path, epoch: int) -> Path:
 
 
 STAGE1 = "stage1"  # a two-stage baseline's first stage, inside its run folder (burn.two_stage)
-# The statuses a metrics.json records, shared by every reader: a pretraining run ends "ok" or
-# "diverged"; an evaluation of a diverged run is NOT_RUN_DIVERGED instead of a number.
+# The status words of a run, every writer's and reader's: a pretraining run (or an evaluation's own
+# training) ends OK or DIVERGED; an evaluation of a diverged run is NOT_RUN_DIVERGED instead of a
+# number; a run or evaluation with no metrics.json reads NOT_RUN (`status_of`).
 OK, DIVERGED = "ok", "diverged"
 NOT_RUN_DIVERGED = "not run (pretraining diverged)"
+NOT_RUN = "not run"
+STATUSES = (OK, DIVERGED, NOT_RUN_DIVERGED, NOT_RUN)
+
+
+def status_of(metrics: dict | None) -> str:
+    """A metrics record's status word: NOT_RUN without a record, OK where it names none (a suite
+    that finished writes its numbers and may leave the word out)."""
+    return NOT_RUN if metrics is None else str(metrics.get("status", OK))
 
 
 # --------------------------------------------------------------------------------------------

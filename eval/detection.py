@@ -66,7 +66,7 @@ import argparse
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -77,131 +77,18 @@ import torch.nn as nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.models.detection import FasterRCNN
 
+from common import runs
 from common.config import apply_overrides, cli_main, read_params_file
 from common.data import build_dataset
 from common.distributed import setup_runtime
 from common.errors import ConfigError
 from common.syncbn import convert_sync_batchnorm
 from eval.core.records import write_record
+from eval.detection_config import PROFILES, DetectionConfig, make_config
 from eval.detection_model import build_detector, load_encoder_network
 from eval.voc_eval import VOCDetectionEvaluator
 
 HEADLINE = "AP.mean"  # the number `dvc exp show` lists per run (eval.pipeline's summary)
-
-
-# --------------------------------------------------------------------------------------------
-# Settings
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class DetectionConfig:
-    """Every setting of the suite; the defaults are the reference protocol (`paper`)."""
-
-    dataset: str = "voc_det"
-    root: str | None = None
-    train_data: list = field(default_factory=lambda: [
-        {"split": "trainval", "options": {"year": "2007"}},
-        {"split": "trainval", "options": {"year": "2012"}}])
-    test_data: dict = field(default_factory=lambda: {"split": "test", "options": {"year": "2007"}})
-    layout: str = "c4"  # c4 | fpn
-    train_sizes: list = field(default_factory=lambda: list(range(480, 801, 32)))
-    test_size: int = 800
-    max_size: int = 1333
-    flip: bool = True
-    train_difficult: bool = True
-    batch_size: int = 16
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    iterations: int = 24000
-    milestones: list = field(default_factory=lambda: [18000, 22000])
-    gamma: float = 0.1
-    warmup_iters: int = 100
-    warmup_factor: float = 0.001
-    anchor_sizes: list = field(default_factory=lambda: [32, 64, 128, 256, 512])
-    aspect_ratios: list = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    pooler_resolution: int = 14
-    rpn_pre_nms_train: int = 12000
-    rpn_pre_nms_test: int = 6000
-    rpn_post_nms_train: int = 2000
-    rpn_post_nms_test: int = 1000
-    rpn_batch_per_image: int = 256
-    roi_batch_per_image: int = 512
-    roi_positive_fraction: float = 0.25
-    score_thresh: float = 0.05
-    nms_thresh: float = 0.5
-    detections_per_image: int = 100
-    sync_bn: bool = True
-    trials: int = 5
-    seed: int = 0
-    norm: str | None = None  # input normalization; None: the encoder's own (encoder.pt), else ImageNet's
-    device: str = "auto"
-    num_workers: int = 0
-    eval_batch_size: int = 1
-    log_every: int = 20
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DetectionConfig":
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"detection: unknown setting(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
-
-    def __post_init__(self):
-        for name in ("test_size", "max_size", "batch_size", "trials", "eval_batch_size",
-                     "pooler_resolution", "log_every", "rpn_batch_per_image", "roi_batch_per_image"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"detection.{name}={value!r}: expected a positive integer")
-        for name in ("iterations", "warmup_iters", "seed", "num_workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"detection.{name}={value!r}: expected an integer >= 0")
-        if self.layout not in ("c4", "fpn"):
-            raise ConfigError(f"detection.layout={self.layout!r}: expected c4 or fpn")
-        if not self.train_sizes or not all(isinstance(s, int) and s > 0 for s in self.train_sizes):
-            raise ConfigError(f"detection.train_sizes={self.train_sizes!r}: expected a list of positive integers")
-        if list(self.milestones) != sorted(self.milestones):
-            raise ConfigError(f"detection.milestones={self.milestones!r}: expected increasing iterations")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError("detection: expected lr > 0, weight_decay >= 0 and 0 <= momentum < 1")
-        if self.layout == "fpn" and len(self.anchor_sizes) != 5:
-            raise ConfigError(f"detection.anchor_sizes={self.anchor_sizes!r}: fpn needs one size for each of 5 levels")
-        if not isinstance(self.train_data, list) or not all(isinstance(e, dict) and "split" in e for e in self.train_data):
-            raise ConfigError("detection.train_data: expected a list of {split: ..., options: {...}}")
-        if not isinstance(self.test_data, dict) or "split" not in self.test_data:
-            raise ConfigError("detection.test_data: expected {split: ..., options: {...}}")
-
-
-_SMALL_RPN = {"rpn_pre_nms_train": 600, "rpn_pre_nms_test": 300, "rpn_post_nms_train": 128,
-              "rpn_post_nms_test": 64, "rpn_batch_per_image": 64, "roi_batch_per_image": 64}
-
-PROFILES: dict[str, dict] = {
-    "paper": {},
-    # CPU-feasible, on the project's VOC2007 subset (250 train, 250 test images) at ~1/4 of the
-    # reference image size (CIFAR-sized networks; a binary 32 px ReActNet has stride 4 at res4,
-    # so its maps stay large); lr scaled linearly with the batch (0.02 * 4 / 16).
-    "mini": {"root": "../shared/data/voc2007", "train_data": [{"split": "train", "options": {}}],
-             "test_data": {"split": "test", "options": {}}, "train_sizes": [160, 192, 224],
-             "test_size": 192, "max_size": 320, "batch_size": 4, "lr": 0.005, "iterations": 60,
-             "milestones": [45, 55], "warmup_iters": 10, "trials": 1, **_SMALL_RPN},
-    # Seconds on a CPU: the generated boxes of `synthetic_det` at 64 px.
-    "smoke": {"dataset": "synthetic_det", "root": None,
-              "train_data": [{"split": "train", "options": {"num_images": 64, "image_size": 64}}],
-              "test_data": {"split": "test", "options": {"num_images": 32, "image_size": 64}},
-              "train_sizes": [64], "test_size": 64, "max_size": 128, "batch_size": 4,
-              "lr": 0.02, "iterations": 30, "milestones": [24], "warmup_iters": 5,
-              "anchor_sizes": [16, 32, 64], "pooler_resolution": 8, "trials": 2, "log_every": 10,
-              **_SMALL_RPN},
-}
-
-
-def make_config(profile: str = "paper", overrides: dict | None = None) -> DetectionConfig:
-    """The profile's settings with `overrides` (a dict of fields) on top."""
-    if profile not in PROFILES:
-        raise ConfigError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
-    base = {k: v for k, v in asdict(DetectionConfig()).items()}
-    return DetectionConfig.from_dict({**base, **PROFILES[profile], **(overrides or {})})
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,7 +200,7 @@ def train_detector(model: FasterRCNN, train_set: Dataset, cfg: DetectionConfig, 
         loss = sum(losses.values())
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
-            return {"status": "diverged", "step": step, "final_loss": loss_value}
+            return {"status": runs.DIVERGED, "step": step, "final_loss": loss_value}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -321,7 +208,7 @@ def train_detector(model: FasterRCNN, train_set: Dataset, cfg: DetectionConfig, 
             parts = " ".join(f"{k.replace('loss_', '')} {float(v.detach()):.3f}" for k, v in losses.items())
             log(f"iter {step + 1}/{cfg.iterations} loss {loss_value:.3f} ({parts}) "
                 f"lr {optimizer.param_groups[0]['lr']:.5f}")
-    return {"status": "ok", "step": cfg.iterations, "final_loss": loss_value}
+    return {"status": runs.OK, "step": cfg.iterations, "final_loss": loss_value}
 
 
 def _take(iterator: Iterator, n: int) -> list:
@@ -364,20 +251,20 @@ def run_trial(encoder: str | Path, cfg: DetectionConfig, trial: int, rt, train_s
         model = convert_sync_batchnorm(model, rt.device)
     start = time.time()
     status = train_detector(model, train_set, cfg, seed, rt, log) if cfg.iterations else \
-        {"status": "ok", "step": 0, "final_loss": None}
+        {"status": runs.OK, "step": 0, "final_loss": None}
     result = {"seed": seed, **status, "train_seconds": round(time.time() - start, 2)}
-    if status["status"] == "ok":
+    if status["status"] == runs.OK:
         result["metrics"] = evaluate_detector(model, test_set, cfg, rt)
     return result
 
 
 def summarize(trials: list[dict]) -> dict:
     """mean +- std (ddof 0) of AP / AP50 / AP75 over the finished trials; per-class means."""
-    done = [t["metrics"] for t in trials if t["status"] == "ok"]
+    done = [t["metrics"] for t in trials if t["status"] == runs.OK]
     summary: dict[str, Any] = {"trials_ok": len(done), "trials_diverged": [t["seed"] for t in trials
-                                                                            if t["status"] != "ok"]}
+                                                                            if t["status"] != runs.OK]}
     if not done:
-        return {**summary, "status": "diverged"}
+        return {**summary, "status": runs.DIVERGED}
     for key in ("AP", "AP50", "AP75"):
         values = np.array([m[key] for m in done])
         summary[key] = {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
@@ -386,7 +273,7 @@ def summarize(trials: list[dict]) -> dict:
         rows = [m["per_class"][name] for m in done if m["per_class"][name] is not None]
         per_class[name] = ({k: float(np.mean([r[k] for r in rows])) for k in ("AP", "AP50", "AP75")}
                            if rows else None)
-    return {**summary, "status": "ok", "per_class": per_class}
+    return {**summary, "status": runs.OK, "per_class": per_class}
 
 
 def run(encoder: str | Path, cfg: DetectionConfig, out: str | Path, profile: str, log=print) -> dict:
@@ -398,7 +285,7 @@ def run(encoder: str | Path, cfg: DetectionConfig, out: str | Path, profile: str
     for t in range(cfg.trials):
         result = run_trial(encoder, cfg, t, rt, train_set, test_set, log)
         trials.append(result)
-        if rt.main and result["status"] == "ok":
+        if rt.main and result["status"] == runs.OK:
             m = result["metrics"]
             log(f"trial {t + 1}/{cfg.trials} (seed {result['seed']}): AP {m['AP']:.2f} "
                 f"AP50 {m['AP50']:.2f} AP75 {m['AP75']:.2f}")
@@ -450,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = run(args.encoder, cfg, args.out, profile)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    if metrics["status"] == "ok":
+    if metrics["status"] == runs.OK:
         print(f"{args.out}: AP {metrics['AP']['mean']:.2f} +- {metrics['AP']['std']:.2f}, "
               f"AP50 {metrics['AP50']['mean']:.2f}, AP75 {metrics['AP75']['mean']:.2f} "
               f"over {metrics['trials_ok']} trial(s)")

@@ -23,7 +23,7 @@ from common.views.normalization import resolve_norm
 from eval.core.encoders import load_backbone
 
 if TYPE_CHECKING:
-    from eval.detection import DetectionConfig
+    from eval.detection_config import DetectionConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's RGB mean / std (inputs in [0, 1])
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -57,6 +57,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset, Subset
 
+from common import runs
 from common import distributed, predictions
 from common.config import cli_main
 from common.data.subsets import label_fraction_indices
@@ -119,7 +120,7 @@ def finetune(model: Classifier, labelled: Dataset, test_set: Dataset, preset: Tr
     generator = torch.Generator().manual_seed(seed)
     source, epoch_order = crop_source(labelled, views, seed)  # image folders: crops from the whole file
     loader = EpochLoader(source, batch, device, num_workers)
-    status, loss_value, step, seen, started = "ok", None, 0, 0, time.perf_counter()
+    status, loss_value, step, seen, started = runs.OK, None, 0, 0, time.perf_counter()
     model.train()
     for epoch in range(preset.epochs):
         for images, labels, part in loader.epoch(epoch_order(epoch, generator)):
@@ -132,9 +133,9 @@ def finetune(model: Classifier, labelled: Dataset, test_set: Dataset, preset: Tr
             optimizer.step()
             step += 1
             if not math.isfinite(loss_value):
-                status = "diverged"
+                status = runs.DIVERGED
                 break
-        if status != "ok":
+        if status != runs.OK:
             break
     seconds = max(time.perf_counter() - started, 1e-9)  # training only, input pipeline included
     logits, targets = extract_features(model, test_set, TransformSpec.build(
@@ -165,7 +166,7 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
     labelled = Subset(train_set, indices)
     _, meta = load_backbone(encoder_path)
     resolved = (transform or TransformSpec()).resolve(train_set, train_spec, lambda: meta)
-    runs = []
+    grid = []
     for lr in lrs:
         for mult in head_mults:
             model = build_classifier(encoder_path, num_classes, bits, quant_mode, device, seed)
@@ -173,10 +174,10 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
                 convert_sync_batchnorm(model, torch.device(device))
             result = finetune(model, labelled, test_set, replace(base, lr=lr), mult,
                               resolved["image_size"], resolved["norm"], seed, device, num_workers)
-            runs.append({"backbone_lr": lr, "head_multiplier": mult, "head_lr": lr * mult, **result})
-    best = max(runs, key=lambda r: r["top1"])  # max keeps the first of equal values
+            grid.append({"backbone_lr": lr, "head_multiplier": mult, "head_lr": lr * mult, **result})
+    best = max(grid, key=lambda r: r["top1"])  # max keeps the first of equal values
     per_image = best[predictions.KEY]  # kept once, for the selected run
-    for r in runs:
+    for r in grid:
         del r[predictions.KEY]
     measured = {
         "preset": preset_name, "settings": base.as_dict(),
@@ -184,7 +185,7 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
         "bits": bits, "quant_mode": quant_mode if bits is not None else None,
         "fraction": fraction, "list_file": str(list_file) if list_file else None,
         "num_labelled": len(indices), "num_test": len(test_set), "num_classes": num_classes,
-        "selection": "test_top1", "runs": runs, "best": best,
+        "selection": "test_top1", "runs": grid, "best": best,
         "top1": best["top1"], "top5": best["top5"], predictions.KEY: per_image, "status": best["status"],
         "seed": seed, "transform": resolved}
     return evaluation_record("finetune", measured, encoder_path, sha, train_spec, test_spec, started)

@@ -54,6 +54,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from common import runs
 from common import predictions
 from common.config import cli_main
 from common.errors import ConfigError
@@ -100,8 +101,8 @@ def fit_linear(head: nn.Linear, batches: Callable[[int], Iterable[tuple[torch.Te
             optimizer.step()
             step += 1
             if not math.isfinite(loss_value):
-                return {"status": "diverged", "epochs_run": epoch + 1, "final_loss": loss_value}
-    return {"status": "ok", "epochs_run": preset.epochs, "final_loss": loss_value,
+                return {"status": runs.DIVERGED, "epochs_run": epoch + 1, "final_loss": loss_value}
+    return {"status": runs.OK, "epochs_run": preset.epochs, "final_loss": loss_value,
             "train_images_per_s": images / max(time.perf_counter() - started, 1e-9)}
 
 

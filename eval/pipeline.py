@@ -238,7 +238,7 @@ def summarize(calls: list[dict], suite: str) -> dict:
     summary: dict = {}
     for call in calls:
         headline = getattr(importlib.import_module(call["cli"]), "HEADLINE", None)
-        metrics_file = Path(call["out"]) / "metrics.json"
+        metrics_file = Path(call["out"]) / runs.METRICS
         if headline is None or not metrics_file.is_file():
             continue
         metrics = runs.read_metrics(metrics_file) or {}

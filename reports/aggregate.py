@@ -51,12 +51,12 @@ from typing import Any, Mapping, Sequence
 
 from common.checkpoint import write_json
 from common.config import cli_main
-from common.runs import METRICS, parse_key, resolve, run_precision, seed_folders
+from common.runs import DIVERGED, METRICS, NOT_RUN, OK, parse_key, resolve, run_precision, seed_folders, status_of
 from reports import mapping
 from reports.mapping import load_report_params
 from reports.stats import mean_interval
 from common.errors import ConfigError
-from reports.tables import DIVERGED, NOT_RUN, load_paper_tables, parse_measured
+from reports.tables import load_paper_tables, parse_measured
 
 _CONTEXT_FIELDS = ("dataset", "network", "notes")
 
@@ -77,10 +77,10 @@ def read_one(path: Path, source: dict) -> Any:
         metrics = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON ({err.msg})") from None
-    status = metrics.get("status", "ok")
-    if status == DIVERGED or "diverged" in str(status):
+    status = status_of(metrics)
+    if status == DIVERGED or DIVERGED in str(status):  # also NOT_RUN_DIVERGED
         return DIVERGED
-    if status != "ok":
+    if status != OK:
         return NOT_RUN
     scale = float(source.get("scale") or 1.0)
     value = lookup(metrics, source["key"], path)

@@ -277,8 +277,8 @@ def measure(key: str, what: Mapping[str, Any], root: Path) -> dict[int, Any]:
         path = folder / (what.get("item") or "") / runs.METRICS
         metrics = runs.read_metrics(path)
         if metrics is None:
-            out[seed] = "not run"
-        elif metrics.get("status", "ok") != "ok":
+            out[seed] = runs.NOT_RUN
+        elif runs.status_of(metrics) != runs.OK:
             out[seed] = str(metrics["status"])
         else:  # a finished evaluation without the number: the claim names a key the suite does not write
             out[seed] = runs.value_at(metrics, what["key"])
@@ -327,7 +327,7 @@ def measure_per_image(key: str, what: Mapping[str, Any], root: Path) -> dict[int
     out = {}
     for seed, folder in runs.resolve(key, root, under=root / "eval" / what["suite"]).items():
         metrics = runs.read_metrics(folder / (what.get("item") or "") / runs.METRICS)
-        if metrics and metrics.get("status", "ok") == "ok" and predictions.KEY in metrics:
+        if metrics and runs.status_of(metrics) == runs.OK and predictions.KEY in metrics:
             out[seed] = predictions.pack_correct(predictions.correct(metrics))
     return out
 

@@ -46,7 +46,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from common.checkpoint import write_json  # noqa: E402
 from common.config import cli_main  # noqa: E402
 from common.errors import ConfigError  # noqa: E402
-from common.runs import baseline_name, burn_configurations, burn_stage_name, seed_folders  # noqa: E402
+from common.runs import (METRICS, OK, baseline_name, burn_configurations, burn_stage_name, seed_folders,  # noqa: E402
+                         status_of)
 from reports.aggregate import read_cell  # noqa: E402
 from reports.mapping import load_report_params, panel_points  # noqa: E402
 
@@ -141,7 +142,7 @@ def lambda_figure(runs: Path, out: Path) -> list[Path]:
 
 
 def lowshot_figure(runs: Path, out: Path) -> list[Path]:
-    files = [f / "metrics.json" for group in sorted((runs / "eval" / "svm").glob("*")) if group.is_dir()
+    files = [f / METRICS for group in sorted((runs / "eval" / "svm").glob("*")) if group.is_dir()
              for f in [first_seed(run) for run in sorted(group.glob("*"))] if f is not None]
     files = [f for f in files if f.is_file()]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -149,7 +150,7 @@ def lowshot_figure(runs: Path, out: Path) -> list[Path]:
     for f in files:
         metrics = json.loads(f.read_text())
         low = metrics.get("lowshot") or {}
-        if metrics.get("status", "ok") != "ok" or not low:
+        if status_of(metrics) != OK or not low:
             continue
         ks = sorted(low, key=int)
         ax.errorbar([int(k) for k in ks], [100 * low[k]["cv"]["mean"] for k in ks],

@@ -43,12 +43,11 @@ from typing import Any, Mapping
 import yaml
 
 from common.errors import ConfigError
+from common.runs import DIVERGED, NOT_RUN
 
 PAPER_NUMBERS = Path(__file__).resolve().parent / "paper_numbers.yaml"
 
-DIVERGED = "diverged"
-NOT_RUN = "not run"
-STATUSES = (DIVERGED, NOT_RUN)
+STATUSES = (DIVERGED, NOT_RUN)  # a cell without a number says which
 
 _TABLE_FIELDS = {"id", "paper", "number", "caption", "metric", "unit", "pretrain_dataset",
                  "eval_dataset", "networks", "row_header", "rows", "key_levels", "columns",

@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 
 from common import predictions
+from common.runs import METRICS
 from common.checkpoint import write_json
 
-METRICS = "metrics.json"
 CURVES = Path("dvclive") / "plots" / "metrics"
 SEED_FOLDER = re.compile(r"^s(\d+)$")
 

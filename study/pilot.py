@@ -30,6 +30,7 @@ from typing import Sequence
 from common.checkpoint import write_json
 from common.config import cli_main, dump_params, read_params_file
 from common.errors import ConfigError
+from common import runs
 from common.provenance import cpu_model, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,11 +61,11 @@ def call(argv: list[str]) -> None:
 
 
 def finished(folder: Path) -> dict | None:
-    path = folder / "metrics.json"
+    path = folder / runs.METRICS
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    return metrics if metrics.get("status", "ok") == "ok" else None
+    return metrics if runs.status_of(metrics) == runs.OK else None
 
 
 def knn(encoder: Path, out: Path, root: str) -> float:
@@ -108,12 +109,12 @@ def teacher() -> dict:
           "--as-teacher", "--out", str(run), f"seed={SEED}"])
     call(["common.random_init", "--params", str(params_file), "--section", "burn", "--backbone",
           params["burn"]["student"], "--out", str(student), f"seed={SEED}"])
-    untrained = knn(student / "encoder.pt", WORK / "eval" / "knn-untrained", root)
+    untrained = knn(student / runs.ENCODER, WORK / "eval" / "knn-untrained", root)
     curve = {}
     for epoch in cfg["train"].get("snapshot_epochs", []):
         curve[f"epoch {epoch}"] = knn(run / "snapshots" / f"encoder-e{epoch}.pt", WORK / "eval" / f"knn-e{epoch}", root)
-    final = knn(run / "encoder.pt", WORK / "eval" / "knn-final", root)
-    train = json.loads((run / "metrics.json").read_text())
+    final = knn(run / runs.ENCODER, WORK / "eval" / "knn-final", root)
+    train = json.loads((run / runs.METRICS).read_text())
     record = record_of(
         "teacher", "burn", started, teacher=cfg, method_settings=params["burn"]["methods"][cfg["method"]],
         knn_top1={"untrained student": untrained, **curve, "final": final},
@@ -134,19 +135,19 @@ def cq() -> dict:
     untrained_run = WORK / "runs" / "cq-random_init" / f"s{SEED}"
     call(["common.random_init", "--params", str(params_file), "--backbone", backbone, "--out", str(untrained_run),
           f"seed={SEED}"])
-    untrained = {"knn": knn(untrained_run / "encoder.pt", WORK / "eval" / "cq-knn-untrained", root),
-                 "linear": linear(untrained_run / "encoder.pt", WORK / "eval" / "cq-linear-untrained", root)}
+    untrained = {"knn": knn(untrained_run / runs.ENCODER, WORK / "eval" / "cq-knn-untrained", root),
+                 "linear": linear(untrained_run / runs.ENCODER, WORK / "eval" / "cq-linear-untrained", root)}
     arms = {}
     for variant in ("baseline", *params["cq"]["variants"]):
         run = WORK / "runs" / f"cq-simclr-{variant}" / f"s{SEED}"
         call(["cq.pretrain", "--params", str(params_file), "--method", "simclr", "--variant", variant,
               "--backbone", backbone, "--out", str(run), f"seed={SEED}"])
         encoders = {f"epoch {e}": run / "snapshots" / f"encoder-e{e}.pt" for e in params["cq"]["train"]["snapshot_epochs"]}
-        encoders["final"] = run / "encoder.pt"
+        encoders["final"] = run / runs.ENCODER
         curves = {suite: {name: measure(path, WORK / "eval" / f"cq-{variant}-{suite}-{name.replace(' ', '')}", root)
                           for name, path in encoders.items()}
                   for suite, measure in (("knn", knn), ("linear", linear))}
-        train = json.loads((run / "metrics.json").read_text())
+        train = json.loads((run / runs.METRICS).read_text())
         arms[variant] = {"top1": curves, "margin_over_untrained": {s: margins(c, untrained[s]) for s, c in curves.items()},
                          "train": {k: train.get(k) for k in ("status", "step", "final_loss", "seconds")}}
     # the cost of the fine-tuning suite at the study's settings (it sizes the parts), on SimCLR
@@ -157,7 +158,7 @@ def cq() -> dict:
         if finished(out) is None:
             args = {**suite["args"], **extra, "root": root, "subset_dir": str(WORK / "subsets"), "seed": SEED}
             flags = [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
-            call(["eval.finetune", "--encoder", str(WORK / "runs" / "cq-simclr-baseline" / f"s{SEED}" / "encoder.pt"),
+            call(["eval.finetune", "--encoder", str(WORK / "runs" / "cq-simclr-baseline" / f"s{SEED}" / runs.ENCODER),
                   "--out", str(out), *flags])
         metrics = finished(out)
         finetune[item] = {"top1": 100.0 * metrics["top1"], "seconds": metrics["seconds"],
@@ -176,7 +177,7 @@ def burn() -> dict:
     params = read_params_file(params_file)
     root, student = params["data"]["root"], params["burn"]["student"]
     teacher_runs, untrained_run = WORK / "runs" / "teacher", WORK / "runs" / "random_init" / f"s{SEED}"
-    if not (teacher_runs / f"s{SEED}" / "encoder.pt").is_file():
+    if not (teacher_runs / f"s{SEED}" / runs.ENCODER).is_file():
         raise ConfigError("the BURN pilot needs the teacher pilot's teacher: run `python -m study.pilot teacher` first")
     stages = {1: WORK / "runs" / "burn-stage1" / f"s{SEED}", 2: WORK / "runs" / "burn-stage2" / f"s{SEED}"}
     for stage, run in stages.items():
@@ -184,13 +185,13 @@ def burn() -> dict:
         call(["burn.pretrain", "--params", str(params_file), "--method", "burn", "--variant", "burn", "--backbone",
               student, "--stage", str(stage), "--teacher", str(teacher_runs), *init, "--out", str(run), f"seed={SEED}"])
     encoders = {"untrained": untrained_run, "stage 1": stages[1], "stage 2": stages[2]}
-    top1 = {suite: {name: measure(run / "encoder.pt", WORK / "eval" / f"burn-{suite}-{name.replace(' ', '')}", root)
+    top1 = {suite: {name: measure(run / runs.ENCODER, WORK / "eval" / f"burn-{suite}-{name.replace(' ', '')}", root)
                     for name, run in encoders.items()}
             for suite, measure in (("knn", knn), ("linear", linear))}
     trained = {s: {k: v for k, v in c.items() if k != "untrained"} for s, c in top1.items()}
     record = record_of("burn", "burn", started, train=params["burn"]["train"], top1=top1,
                        margin_over_untrained={s: margins(c, top1[s]["untrained"]) for s, c in trained.items()},
-                       seconds={f"stage {k}": json.loads((r / "metrics.json").read_text()).get("seconds")
+                       seconds={f"stage {k}": json.loads((r / runs.METRICS).read_text()).get("seconds")
                                 for k, r in stages.items()})
     print(json.dumps(record["margin_over_untrained"]))
     return record

@@ -72,7 +72,7 @@ def test_a_binary_encoder_is_rebuilt_in_the_stage_it_trained_in(tmp_path):
 
 
 def test_detection_normalizes_inputs_as_the_encoder_was_trained(tmp_path):
-    from eval.detection import make_config
+    from eval.detection_config import make_config
     from eval.detection_model import build_detector
 
     cfg = make_config("smoke")

@@ -10,7 +10,8 @@ import torch
 
 from common import runs
 from common.checkpoint import load_checkpoint, save_checkpoint
-from common.engine import CHECKPOINT, ENCODER, METRICS, TrainConfig, load_encoder, train
+from common.engine import TrainConfig, load_encoder, train
+from common.runs import CHECKPOINT, ENCODER, METRICS
 from common.errors import ConfigError
 from common.methods.base import StepOutput
 from tests.engine_fixtures import run_timed, tiny_config, tiny_dataset, tiny_simclr

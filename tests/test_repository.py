@@ -116,3 +116,116 @@ def test_every_command_line_main_goes_through_cli_main():
     assert unwrapped_mains(files) == []
     bare = "def main(argv=None):\n    return 0\n"
     assert unwrapped_mains({"eval/x.py": bare, "bench/x.py": bare, "eval/y.py": "@cli_main\n" + bare}) == ["eval/x.py"]
+
+
+RUN_CONTRACT = "common/runs.py"
+
+
+def contract_words() -> dict[str, str]:
+    """What the run contract owns, by its constant's name: the run folder's file names and the
+    status words a metrics.json records."""
+    from common import runs
+
+    return {name: getattr(runs, name) for name in ("ENCODER", "METRICS", "CHECKPOINT", "OK", "DIVERGED", "NOT_RUN_DIVERGED")}
+
+
+def docstring_nodes(tree: ast.AST) -> set[int]:
+    kinds = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return {id(node.body[0].value) for node in ast.walk(tree) if isinstance(node, kinds) and node.body
+            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+
+
+def contract_words_spelled_outside(files: dict[str, str], words: dict[str, str]) -> list[str]:
+    """`path:line: 'word' (runs.NAME)` for every string in code (docstrings aside) outside tests/ and
+    the run contract that is one of its words, or a path ending in one of its file names."""
+    by_value = {value: name for name, value in words.items()}
+    found = []
+    for rel, text in sorted(files.items()):
+        if rel.startswith("tests/") or rel == RUN_CONTRACT:
+            continue
+        tree = ast.parse(text)
+        docs = docstring_nodes(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                name = by_value.get(node.value) or by_value.get(node.value.rpartition("/")[2] if "/" in node.value else None)
+                if name:
+                    found.append((rel, node.lineno, f"{rel}:{node.lineno}: {node.value!r} (runs.{name})"))
+    return [line for _, _, line in sorted(found)]
+
+
+def test_run_folder_file_names_and_status_words_are_spelled_only_by_the_run_contract():
+    assert contract_words_spelled_outside(python_sources(), contract_words()) == []
+
+
+def test_a_file_name_or_status_word_outside_the_run_contract_is_found():
+    words = contract_words()
+    code = ('"""Writes metrics.json with status "ok"."""\n'
+            'a = out / "metrics.json"\nb = {"status": "diverged"}\nc = "runs/x/encoder.pt"\nd = "okay"\n')
+    assert contract_words_spelled_outside({"eval/x.py": code, "tests/x.py": code, RUN_CONTRACT: code}, words) == [
+        "eval/x.py:2: 'metrics.json' (runs.METRICS)", "eval/x.py:3: 'diverged' (runs.DIVERGED)",
+        "eval/x.py:4: 'runs/x/encoder.pt' (runs.ENCODER)"]
+
+
+PACKAGES = ("common", "cq", "burn", "eval", "reports", "study", "bench")
+
+
+def module_name(rel: str) -> str:
+    parts = rel[:-3].split("/")
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(rel: str, text: str, modules: set[str]) -> set[str]:
+    """The project modules `rel` imports anywhere in it (function bodies and TYPE_CHECKING blocks
+    too: a circle there is still two modules that each need the other)."""
+    me, found = module_name(rel), set()
+    package = me if rel.endswith("__init__.py") else me.rpartition(".")[0]
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != me:
+                found.add(name)
+    return found
+
+
+def import_circles(files: dict[str, str]) -> list[list[str]]:
+    """Every circle of imports among the project's modules outside tests/ (each once, from its
+    smallest module); a package's __init__ importing its own modules is no circle."""
+    code = {rel: text for rel, text in files.items() if rel.split("/")[0] in PACKAGES}
+    modules = {module_name(rel) for rel in code}
+    graph = {module_name(rel): {m for m in imports_of(rel, text, modules)
+                                if not module_name(rel).startswith(m + ".")}  # a module importing its package
+             for rel, text in code.items()}
+    circles, seen = [], set()
+
+    def walk(path: list[str]):
+        for nxt in sorted(graph.get(path[-1], ())):
+            if nxt == path[0]:
+                key = frozenset(path)
+                if key not in seen and path[0] == min(path):
+                    seen.add(key)
+                    circles.append(path + [nxt])
+            elif nxt not in path and nxt > path[0]:
+                walk(path + [nxt])
+    for start in sorted(graph):
+        walk([start])
+    return circles
+
+
+def test_no_import_circle_among_the_projects_modules():
+    assert import_circles(python_sources()) == []
+
+
+def test_an_import_circle_is_found():
+    files = {"eval/a.py": "from eval.b import x\n", "eval/b.py": "def f():\n    from eval import a\n",
+             "eval/c.py": "import eval.a\n", "eval/__init__.py": "from eval.c import y\n"}
+    assert import_circles(files) == [["eval.a", "eval.b", "eval.a"]]

@@ -7,12 +7,9 @@ files read their normalization from here.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import Any, Sequence, Union
 
 from common.errors import ConfigError
-
-if TYPE_CHECKING:  # the pipeline imports this module
-    from common.views.pipeline import ViewPipeline
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,8 +24,10 @@ NORMALIZATIONS = {
 }
 Norm = Union[str, tuple[Sequence[float], Sequence[float]]]
 
-def norm_label(pipe: "ViewPipeline") -> str | list[list[float]]:
-    """A pipeline's normalization as an encoder file records it: the preset's name, else [mean, std]."""
+
+def norm_label(pipe: Any) -> str | list[list[float]]:
+    """A view pipeline's normalization (its `mean` and `std`; the pipeline module imports this one)
+    as an encoder file records it: the preset's name, else [mean, std]."""
     pair = (tuple(pipe.mean), tuple(pipe.std))
     return next((name for name, preset in NORMALIZATIONS.items() if tuple(map(tuple, preset)) == pair),
                 [list(pair[0]), list(pair[1])])

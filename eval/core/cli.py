@@ -9,6 +9,7 @@ from typing import Callable
 
 import torch
 
+from common import runs
 from common.distributed import is_main_process
 from eval.core.data import DataSpec, parse_options
 from eval.core.encoders import resolve_device
@@ -77,7 +78,7 @@ def extractor_from_args(args: argparse.Namespace) -> FeatureExtractor:
 
 def top_line(metrics: dict) -> str:
     return (f"{metrics['suite']} ({metrics.get('mode', '')}) top1 {metrics['top1']:.4f} "
-            f"top5 {metrics['top5']:.4f} [{metrics.get('status', 'ok')}]")
+            f"top5 {metrics['top5']:.4f} [{runs.status_of(metrics)}]")
 
 
 def finish(args: argparse.Namespace, metrics: dict, device: torch.device, stage: str,
