@@ -42,8 +42,6 @@ Choices where the paper is silent (see also ``burn.loss``):
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 
@@ -52,7 +50,6 @@ from burn.loss import (DIM_MATCHES, FS_LOSSES, KL_DIRECTIONS, LambdaSchedule, bu
 from burn.teacher import FrozenTrunk, load_state_strict
 from common import runs
 from common.binary import set_binary_stage
-from common.checkpoint import load_checkpoint
 from common.errors import ConfigError
 from common.heads import MLPHead
 from common.methods.base import Method, StepOutput
@@ -178,19 +175,14 @@ class BURN(Method):
         scheme = scheme or self.scheme
         if scheme not in SCHEMES:
             raise ConfigError(f"scheme={scheme!r}: expected one of {SCHEMES}")
-        path = Path(path)
-        path = path / runs.CHECKPOINT if path.is_dir() else path
-        ckpt = load_checkpoint(path)
-        model = ckpt.get("model")
-        if not isinstance(model, dict) or not any(k.startswith("method.teacher_classifier.") for k in model):
+        path = runs.checkpoint_file(path)
+        if not runs.method_state(path, "teacher_classifier"):
             raise ConfigError(f"--init {path}: not the checkpoint.pt of a BURN stage-1 run")
         mods = dict(self.student_modules())
         if scheme == "modified":
             mods["teacher_classifier"] = self.teacher_classifier
         for name, module in mods.items():
-            prefix = f"method.{name}."
-            state = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
-            load_state_strict(module, state, path, f"--init ({name})")
+            load_state_strict(module, runs.method_state(path, name), path, f"--init ({name})")
         self.scheme = scheme
         return {"path": str(path), "scheme": scheme, "loaded": sorted(mods)}
 

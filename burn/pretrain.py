@@ -60,7 +60,7 @@ from burn.teacher import load_fp_head, load_fp_trunk, load_state_strict, read_he
 from common import runs
 from common.backbones import build_backbone
 from common.binary import binary_convs, set_binary_stage
-from common.checkpoint import load_checkpoint, save_checkpoint, write_json
+from common.checkpoint import save_checkpoint, write_json
 from common.config import cli_main, load_params, section, seed_of, train_settings
 from common.data import build_dataset
 from common.engine import TrainConfig, train
@@ -165,10 +165,8 @@ def load_stage1(model: torch.nn.Module, path: str | Path) -> dict:
     """Stage 2 of a two-stage baseline starts from everything stage 1 trained (the networks, heads,
     momentum encoders, queues), as S2-BNN's step 2 loads its step-1 model; optimizer and online
     probe start afresh."""
-    path = Path(path) / runs.CHECKPOINT if Path(path).is_dir() else Path(path)
-    state = (load_checkpoint(path).get("model") or {})
-    mine = {k[len("method."):]: v for k, v in state.items() if k.startswith("method.")}
-    load_state_strict(model, mine, path, "--init")
+    path = runs.checkpoint_file(path)
+    load_state_strict(model, runs.method_state(path), path, "--init")
     return {"path": str(path), "loaded": "all"}
 
 
@@ -184,14 +182,14 @@ def import_teacher(params: dict, backbone_name: str, out: str) -> dict:
     kwargs = (cfg.get("backbone_options") or {}).get(backbone_name) or {}
     trunk, info = load_fp_trunk(file, backbone_name, kwargs)
     try:  # a MoCo v2 file carries its projection head (S2-BNN's target); a BYOL/torchvision one not
-        head = {f"method.head.{k}": v for k, v in read_head_state(file).items()}
+        head = {"head": read_head_state(file)}
     except ConfigError:
         head = {}
     out_dir = Path(out)
     # the released teachers were trained on ImageNet, with its normalization
     runs.write_encoder(out_dir / runs.ENCODER, {"backbone": backbone_name, "backbone_kwargs": dict(kwargs),
                                                 "method": "mocov2", "norm": "imagenet"}, trunk.state_dict())
-    save_checkpoint({"model": head, "imported_from": str(file)}, out_dir / runs.CHECKPOINT)
+    save_checkpoint(runs.method_checkpoint(head, imported_from=str(file)), out_dir / runs.CHECKPOINT)
     metrics = {"status": runs.OK, "step": 0, "final_loss": None, "imported_from": info,
                "provenance": provenance(params, torch.device("cpu"), stage="burn.pretrain --as-teacher",
                                         profile=params.get("profile", "unknown"))}

@@ -139,9 +139,8 @@ def read_head_state(path: str | Path) -> dict:
     or this project's MoCo v2 run (its checkpoint.pt)."""
     path = _resolve(path, runs.CHECKPOINT)
     obj = load_checkpoint(path)
-    if isinstance(obj.get("model"), dict):  # this project's engine checkpoint
-        prefix = "method.head."
-        state = {k[len(prefix):]: v for k, v in obj["model"].items() if k.startswith(prefix)}
+    if isinstance(obj.get(runs.MODEL), dict):  # this project's engine checkpoint
+        state = runs.method_state_of(obj, "head")
     elif isinstance(obj.get("state_dict"), dict):  # MoCo v2: fc.0 -> net.0, fc.2 -> net.2
         prefix = MOCO_PREFIX + "fc."
         state = {"net." + k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}

@@ -348,7 +348,7 @@ def _resume(run: _Setup, path: Path, phash: str, rt: Runtime) -> RunState | None
     resumed = _check_resume(path, phash, rt)
     if resumed is None:
         return None
-    run.model.load_state_dict(resumed["model"])
+    run.model.load_state_dict(resumed[runs.MODEL])
     run.optimizer.load_state_dict(resumed["optimizer"])
     _set_rng_state(resumed["rng"][rt.rank], run.generator)
     return RunState(**resumed["state"])
@@ -375,7 +375,7 @@ class _Checkpoints:
             rngs = [mine]
         if not rt.main:
             return
-        save_checkpoint({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        save_checkpoint({runs.MODEL: run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                          "state": asdict(state), "rng": rngs, "params_hash": self.phash,
                          "world": rt.world}, self.out_dir / runs.CHECKPOINT)
         if final:

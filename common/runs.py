@@ -409,6 +409,45 @@ def read_encoder(path: str | Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# The checkpoint: the trained method's components, by name
+# --------------------------------------------------------------------------------------------
+
+# checkpoint.pt holds {"model": state dict of the engine's TrainModule, "optimizer", "state",
+# "rng", ...}; the TrainModule keeps the method as its `method` attribute, so the method's state
+# is under METHOD_PREFIX, and one component of it (a method attribute: "head", "backbone",
+# "teacher_classifier", ...) under METHOD_PREFIX + "<name>.".
+MODEL, METHOD_PREFIX = "model", "method."
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A run's checkpoint.pt, given it or its run folder."""
+    path = Path(path)
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+def method_state(path: str | Path, component: str | None = None) -> dict:
+    """The trained method's state from a run's checkpoint.pt (or its folder): all of it, or one
+    component's, keys relative to it; {} where the checkpoint holds none (the caller decides)."""
+    from common.checkpoint import load_checkpoint
+
+    return method_state_of(load_checkpoint(checkpoint_file(path)), component)
+
+
+def method_state_of(checkpoint: dict, component: str | None = None) -> dict:
+    """`method_state` of a checkpoint already loaded."""
+    model = checkpoint.get(MODEL)
+    prefix = METHOD_PREFIX + (f"{component}." if component else "")
+    return {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)} if isinstance(model, dict) else {}
+
+
+def method_checkpoint(components: dict[str, dict], **extra: Any) -> dict:
+    """What a checkpoint.pt holds for method components made outside the engine (an imported
+    teacher's head), named as the engine names them, so `method_state` reads them alike."""
+    return {MODEL: {f"{METHOD_PREFIX}{name}.{k}": v for name, state in components.items() for k, v in state.items()},
+            **extra}
+
+
+# --------------------------------------------------------------------------------------------
 # Reading what runs wrote
 # --------------------------------------------------------------------------------------------
 

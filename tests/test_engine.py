@@ -11,6 +11,7 @@ import torch
 from common import runs
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.engine import TrainConfig, load_encoder, train
+from common import runs
 from common.runs import CHECKPOINT, ENCODER, METRICS
 from common.errors import ConfigError
 from common.methods.base import StepOutput
@@ -102,6 +103,15 @@ def test_outputs_metrics_provenance_and_curves(tmp_path):
     assert encoder["backbone"] == "cifar_resnet20" and encoder["norm"] == "cifar10"  # the views' normalization
     for k, v in method.backbone.state_dict().items():
         assert torch.equal(encoder["state_dict"][k], v)
+    # the run contract reads the method's components from checkpoint.pt by name, and writes them alike
+    for name in ("backbone", "projector"):
+        state = runs.method_state(tmp_path, name)
+        assert state.keys() == getattr(method, name).state_dict().keys()
+        assert all(torch.equal(state[k], v) for k, v in getattr(method, name).state_dict().items())
+    assert runs.method_state(tmp_path).keys() == method.state_dict().keys()
+    made = runs.method_checkpoint({"projector": method.projector.state_dict()})
+    assert runs.method_state_of(made, "projector").keys() == method.projector.state_dict().keys()
+    assert runs.method_state_of(made, "backbone") == {} and runs.method_state_of({}, "projector") == {}
 
 
 @pytest.mark.learning

@@ -126,7 +126,8 @@ def contract_words() -> dict[str, str]:
     status words a metrics.json records."""
     from common import runs
 
-    return {name: getattr(runs, name) for name in ("ENCODER", "METRICS", "CHECKPOINT", "OK", "DIVERGED", "NOT_RUN_DIVERGED")}
+    return {name: getattr(runs, name) for name in ("ENCODER", "METRICS", "CHECKPOINT", "OK", "DIVERGED", "NOT_RUN_DIVERGED",
+                                                   "METHOD_PREFIX")}
 
 
 def docstring_nodes(tree: ast.AST) -> set[int]:
@@ -137,7 +138,8 @@ def docstring_nodes(tree: ast.AST) -> set[int]:
 
 def contract_words_spelled_outside(files: dict[str, str], words: dict[str, str]) -> list[str]:
     """`path:line: 'word' (runs.NAME)` for every string in code (docstrings aside) outside tests/ and
-    the run contract that is one of its words, or a path ending in one of its file names."""
+    the run contract that is one of its words, a path ending in one of its file names, or a
+    checkpoint key of the method's components (`method.<name>.`, read through runs.method_state)."""
     by_value = {value: name for name, value in words.items()}
     found = []
     for rel, text in sorted(files.items()):
@@ -147,7 +149,8 @@ def contract_words_spelled_outside(files: dict[str, str], words: dict[str, str])
         docs = docstring_nodes(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
-                name = by_value.get(node.value) or by_value.get(node.value.rpartition("/")[2] if "/" in node.value else None)
+                name = (by_value.get(node.value) or by_value.get(node.value.rpartition("/")[2] if "/" in node.value else None)
+                        or ("METHOD_PREFIX" if node.value.startswith(words["METHOD_PREFIX"]) else None))
                 if name:
                     found.append((rel, node.lineno, f"{rel}:{node.lineno}: {node.value!r} (runs.{name})"))
     return [line for _, _, line in sorted(found)]
@@ -160,10 +163,11 @@ def test_run_folder_file_names_and_status_words_are_spelled_only_by_the_run_cont
 def test_a_file_name_or_status_word_outside_the_run_contract_is_found():
     words = contract_words()
     code = ('"""Writes metrics.json with status "ok"."""\n'
-            'a = out / "metrics.json"\nb = {"status": "diverged"}\nc = "runs/x/encoder.pt"\nd = "okay"\n')
+            'a = out / "metrics.json"\nb = {"status": "diverged"}\nc = "runs/x/encoder.pt"\nd = "okay"\n'
+            'e = f"method.{name}."\n')
     assert contract_words_spelled_outside({"eval/x.py": code, "tests/x.py": code, RUN_CONTRACT: code}, words) == [
         "eval/x.py:2: 'metrics.json' (runs.METRICS)", "eval/x.py:3: 'diverged' (runs.DIVERGED)",
-        "eval/x.py:4: 'runs/x/encoder.pt' (runs.ENCODER)"]
+        "eval/x.py:4: 'runs/x/encoder.pt' (runs.ENCODER)", "eval/x.py:6: 'method.' (runs.METHOD_PREFIX)"]
 
 
 PACKAGES = ("common", "cq", "burn", "eval", "reports", "study", "bench")
