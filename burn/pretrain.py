@@ -49,6 +49,7 @@ binary_stage)``), checkpoint.pt, metrics.json and dvclive/ curves (gradient norm
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -68,6 +69,21 @@ from common.errors import ConfigError
 from common.methods import registry
 from common.provenance import provenance
 from common.views import build_views
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of this CLI, as its command line names it."""
+
+    method: str
+    backbone: str
+    out: str
+    stage: int | None = None       # a binary network's stage (1 | 2); None: the method's default
+    teacher: str | None = None     # BURN / S2-BNN: the FP teacher (run folder, encoder.pt or file)
+    init: str | None = None        # a stage-2 run: stage 1's run folder or checkpoint.pt
+    variant: str | None = None     # burn.variants / burn.baseline_variants.<method>
+    as_teacher: bool = False       # this run is the FP teacher (burn.teacher)
+    appendix: bool = False         # a run of burn.appendix.runs (its extra train settings)
+
 
 def methods() -> tuple[str, ...]:
     """BURN, S2-BNN, and every registered base method (a baseline on the binary network, or the
@@ -114,10 +130,11 @@ def load_teacher(cfg: dict, path: str):
     return load_fp_trunk(path, spec.get("name", "resnet50"), spec.get("options") or {})
 
 
-def build_method(params: dict, method: str, backbone_name: str, stage: int | None, teacher: str | None,
-                 init: str | None, variant: str | None, total_steps: int | None):
+def build_method(params: dict, spec: RunSpec, total_steps: int | None):
     """(method, facts for the metrics / encoder meta) of one run."""
     cfg = section(params, "burn")
+    method, backbone_name, stage, teacher, init, variant = (spec.method, spec.backbone, spec.stage, spec.teacher,
+                                                            spec.init, spec.variant)
     if method not in methods():
         raise ConfigError(f"--method {method!r}: expected one of {', '.join(methods())}")
     if (teacher is not None) != (method in ("burn", "s2bnn")):
@@ -208,37 +225,34 @@ def resolve_teacher(params: dict, teacher: str | None) -> str | None:
     return str(folder)
 
 
-def run(params: dict, method: str, backbone_name: str, out: str, stage: int | None = None,
-        teacher: str | None = None, init: str | None = None, variant: str | None = None,
-        as_teacher: bool = False, appendix: bool = False) -> dict:
+def run(params: dict, spec: RunSpec) -> dict:
     cfg = section(params, "burn")
-    teacher = resolve_teacher(params, teacher)
-    if as_teacher and (cfg.get("teacher") or {}).get("file"):
-        return import_teacher(params, backbone_name, out)
-    if method in runs.two_stage(cfg) and not as_teacher:
-        if stage is not None or init is not None:
-            raise ConfigError(f"--stage / --init: {method} is in burn.two_stage, which runs both stages itself")
-        first = Path(out) / runs.STAGE1
-        stage1 = run_stage(params, method, backbone_name, str(first), 1, teacher, None, variant, False, appendix)
-        final = run_stage(params, method, backbone_name, out, 2, teacher, str(first), variant, False, appendix)
+    spec = replace(spec, teacher=resolve_teacher(params, spec.teacher))
+    if spec.as_teacher and (cfg.get("teacher") or {}).get("file"):
+        return import_teacher(params, spec.backbone, spec.out)
+    if spec.method in runs.two_stage(cfg) and not spec.as_teacher:
+        if spec.stage is not None or spec.init is not None:
+            raise ConfigError(f"--stage / --init: {spec.method} is in burn.two_stage, which runs both stages itself")
+        first = Path(spec.out) / runs.STAGE1
+        stage1 = run_stage(params, replace(spec, out=str(first), stage=1))
+        final = run_stage(params, replace(spec, stage=2, init=str(first)))
         final["stage1"] = {k: stage1.get(k) for k in ("status", "step", "seconds", "final_loss")}
-        write_json(final, Path(out) / runs.METRICS)
+        write_json(final, Path(spec.out) / runs.METRICS)
         return final
-    return run_stage(params, method, backbone_name, out, stage, teacher, init, variant, as_teacher, appendix)
+    return run_stage(params, spec)
 
 
-def run_stage(params: dict, method: str, backbone_name: str, out: str, stage: int | None,
-              teacher: str | None, init: str | None, variant: str | None, as_teacher: bool,
-              appendix: bool = False) -> dict:
+def run_stage(params: dict, spec: RunSpec) -> dict:
     """One training run (one stage) of one method."""
     cfg = section(params, "burn")
+    method, backbone_name, teacher, init = spec.method, spec.backbone, spec.teacher, spec.init
     settings = train_settings(params, "burn", method)
-    if as_teacher:  # the FP teacher may train longer than the binary runs of the same method
+    if spec.as_teacher:  # the FP teacher may train longer than the binary runs of the same method
         settings.update((cfg.get("teacher") or {}).get("train") or {})
-    if appendix:  # settings only the Appendix B.1 runs take (none in the paper profiles)
+    if spec.appendix:  # settings only the Appendix B.1 runs take (none in the paper profiles)
         settings.update((cfg.get("appendix") or {}).get("train") or {})
     train_cfg = TrainConfig.from_dict({"seed": seed_of(params), **settings}, where="burn.train")
-    model, facts = build_method(params, method, backbone_name, stage, teacher, init, variant, train_cfg.steps)
+    model, facts = build_method(params, spec, train_cfg.steps)
     data = section(cfg, "dataset", where="burn")
     root = data.get("root", params.get("data", {}).get("root"))
     dataset = build_dataset(data["name"], root, data.get("split", "train"), **data.get("options", {}))
@@ -249,7 +263,7 @@ def run_stage(params: dict, method: str, backbone_name: str, out: str, stage: in
     meta.update({k: facts[k] for k in ("variant",) if k in facts})
     info = {"dataset": data["name"], "profile": params.get("profile", "unknown"), "stage": "burn.pretrain",
             **{k: facts[k] for k in ("teacher", "init") if k in facts}}
-    return train(model, dataset, train_cfg, out, params=run_params, encoder_meta=meta, run_info=info)
+    return train(model, dataset, train_cfg, spec.out, params=run_params, encoder_meta=meta, run_info=info)
 
 
 @cli_main
@@ -285,8 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and not Path(value).exists():
             raise ConfigError(f"--{name} {value}: not found")
     params = load_params(args.params, args.overrides)
-    metrics = run(params, args.method, args.backbone, args.out, args.stage, args.teacher, args.init, args.variant,
-                  args.as_teacher, appendix=args.appendix is not None)
+    spec = RunSpec(args.method, args.backbone, args.out, args.stage, args.teacher, args.init, args.variant,
+                   args.as_teacher, appendix=args.appendix is not None)
+    metrics = run(params, spec)
     print(f"{args.out}: {metrics['status']} at step {metrics['step']}, loss {metrics['final_loss']}")
     return 0
 

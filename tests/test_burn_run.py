@@ -111,12 +111,12 @@ def test_a_two_stage_baseline_trains_stage_1_then_stage_2_from_everything_it_tra
         assert load_checkpoint(out / "encoder.pt")["binary_stage"] == 2
         assert final["provenance"]["init"]["path"].endswith("stage1/checkpoint.pt")
     # stage 2 started from stage 1's end: rebuilt from stage 1, the weights match exactly
-    from burn.pretrain import build_method
+    from burn.pretrain import RunSpec, build_method
     from common.config import load_params
 
     params = load_params("params.yaml", [*SMALL, *two])
-    model, _ = build_method(params, "mocov2_tuned", "reactnet_a", 2, None, str(tmp_path / "mocov2_tuned" / "stage1"),
-                            None, 2)
+    model, _ = build_method(params, RunSpec("mocov2_tuned", "reactnet_a", str(tmp_path / "x"), stage=2,
+                                            init=str(tmp_path / "mocov2_tuned" / "stage1")), 2)
     stage1 = load_checkpoint(tmp_path / "mocov2_tuned" / "stage1" / "checkpoint.pt")["model"]
     assert all(torch.equal(v, stage1[f"method.{k}"]) for k, v in model.state_dict().items())
     capsys.readouterr()
@@ -125,20 +125,23 @@ def test_a_two_stage_baseline_trains_stage_1_then_stage_2_from_everything_it_tra
 
 
 def test_a_baseline_variant_takes_its_views_and_settings_from_the_profile():
-    from burn.pretrain import build_method
+    from dataclasses import replace
+
+    from burn.pretrain import RunSpec, build_method
     from common.config import load_params
 
     params = load_params("params.yaml", [*SMALL, "burn.baseline_variants={infomin: {weak_views: {views: simclrv2}, "
                                                  "fewer_negatives: {num_negatives: 32}}}"])
-    plain, facts = build_method(params, "infomin", "reactnet_a", None, None, None, None, 2)
-    weak, weak_facts = build_method(params, "infomin", "reactnet_a", None, None, None, "weak_views", 2)
-    fewer, _ = build_method(params, "infomin", "reactnet_a", None, None, None, "fewer_negatives", 2)
+    infomin = RunSpec("infomin", "reactnet_a", "unused")
+    plain, facts = build_method(params, infomin, 2)
+    weak, weak_facts = build_method(params, replace(infomin, variant="weak_views"), 2)
+    fewer, _ = build_method(params, replace(infomin, variant="fewer_negatives"), 2)
     infomin_ops = [type(op).__name__ for op in plain.views[0].ops]
     assert "RandAugment" in infomin_ops and "RandAugment" not in [type(op).__name__ for op in weak.views[0].ops]
     assert weak_facts["variant"] == "weak_views" and "variant" not in facts
     assert fewer.num_negatives == 32 and plain.num_negatives == params["burn"]["methods"]["infomin"]["num_negatives"]
     with pytest.raises(ConfigError, match="baseline_variants.infomin"):
-        build_method(params, "infomin", "reactnet_a", None, None, None, "unknown", 2)
+        build_method(params, replace(infomin, variant="unknown"), 2)
 
 
 def test_an_appendix_run_is_named_by_method_variant_backbone_and_takes_the_appendix_settings(tmp_path, capsys):

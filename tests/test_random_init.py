@@ -38,7 +38,7 @@ def test_unknown_backbone_is_one_clear_error(tmp_path, capsys):
 
 
 def test_the_untrained_binary_student_is_where_every_burn_run_of_the_seed_starts(tmp_path):
-    from burn.pretrain import build_method
+    from burn.pretrain import RunSpec, build_method
     from common.binary import get_binary_stage
     from common.config import load_params
 
@@ -47,7 +47,7 @@ def test_the_untrained_binary_student_is_where_every_burn_run_of_the_seed_starts
     saved = load_encoder(out / "encoder.pt")
     assert saved["backbone_kwargs"] == {"width": 0.125, "small_images": True} and saved["binary_stage"] == 2
     params = load_params(SMOKE, ["seed=3"])
-    model, _ = build_method(params, "mocov2", "reactnet_a", None, None, None, None, 10)
+    model, _ = build_method(params, RunSpec("mocov2", "reactnet_a", "unused"), 10)
     start = model.backbone.state_dict()
     assert set(saved["state_dict"]) == set(start)
     assert all(torch.equal(saved["state_dict"][k], start[k]) for k in start)
