@@ -70,14 +70,14 @@ profile: setup
 # (the whole study from a fresh clone); `make study-part HALF=cq SEED=1` runs one part (resumes a
 # killed one); status lists what is missing; verdicts renders them.
 study: setup
-	$(PY) -m reports.study all
+	$(PY) -m study.v1 all
 
 study-part: setup
 	@test -n "$(HALF)" && test -n "$(SEED)" || { echo "usage: make study-part HALF=cq|burn SEED=<seed>"; exit 2; }
-	$(PY) -m reports.study run $(HALF) --seed $(SEED)
+	$(PY) -m study.v1 run $(HALF) --seed $(SEED)
 
 study-status: setup
-	$(PY) -m reports.study status
+	$(PY) -m study.v1 status
 
 study-verdicts: setup
-	$(PY) -m reports.study verdicts
+	$(PY) -m study.v1 verdicts

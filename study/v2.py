@@ -46,7 +46,7 @@ from common.errors import ConfigError
 from common.provenance import cpu_model
 from common import runs
 from reports import claims as claims_module
-from reports.study import STAGE_PREFIXES, profile_digest
+from study.v1 import STAGE_PREFIXES, profile_digest
 from study import archive
 from study.workspace import REPO, dvc, git, interrupt_on_sigterm, run_in_group, worktree
 

@@ -1,4 +1,4 @@
-"""reports/study.py: the claims study's parts (one half, one seed) and the verdicts from finished parts."""
+"""study/v1.py (the first edition's driver): the claims study's parts (one half, one seed) and the verdicts from finished parts."""
 import json
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import ConfigError
 from reports import claims as C
-from reports import study
+from study import v1 as study
 from study.workspace import run_in_group
 
 
@@ -68,7 +68,7 @@ def test_status_names_the_finished_parts_and_the_command_for_each_missing_one(tm
     monkeypatch.setattr(study, "PARTS", parts)
     lines = study.status_lines()
     assert f"cq s{seed}: finished 2026-01-01T00:00:00Z at 000000000" in lines
-    assert any(line.endswith("(python -m reports.study run burn --seed %d)" % seed) for line in lines)
+    assert any(line.endswith("(python -m study.v1 run burn --seed %d)" % seed) for line in lines)
 
 
 def test_all_runs_only_the_missing_parts_then_renders_the_verdicts(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ def test_a_part_runs_in_its_worktree_records_its_numbers_and_resumes(tmp_path):
         part.unlink()
     subprocess.run(["git", "commit", "-qam", "tiny study half"], cwd=clone, check=True, env=env)
 
-    run = [sys.executable, "-m", "reports.study", "run", "cq", "--seed", "2"]
+    run = [sys.executable, "-m", "study.v1", "run", "cq", "--seed", "2"]
     done = run_timed("study part cq s2 (tiny)", run, cwd=clone, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     part = json.loads((clone / "reports/study/parts/cq-s2.json").read_text())
@@ -44,9 +44,9 @@ def test_a_part_runs_in_its_worktree_records_its_numbers_and_resumes(tmp_path):
     assert "Running stage 'cq_pretrain" not in again.stdout  # every stage was done: DVC skips it
     assert json.loads((clone / "reports/study/parts/cq-s2.json").read_text())["values"] == part["values"]
 
-    status = run_timed("study status", [sys.executable, "-m", "reports.study", "status"], cwd=clone, env=env)
+    status = run_timed("study status", [sys.executable, "-m", "study.v1", "status"], cwd=clone, env=env)
     assert "cq s2: finished" in status.stdout and "cq s1: missing" in status.stdout
-    verdicts = run_timed("study verdicts", [sys.executable, "-m", "reports.study", "verdicts"], cwd=clone, env=env)
+    verdicts = run_timed("study verdicts", [sys.executable, "-m", "study.v1", "verdicts"], cwd=clone, env=env)
     assert verdicts.returncode == 0, verdicts.stderr[-3000:]
     page = (clone / "reports/study/claims.md").read_text()
     assert "## Sanity line" in page and "| cq/simclr/cq_c | 1 |" in page

@@ -1,10 +1,10 @@
-"""The claims study: the pre-registered runs on real images, in resumable parts, and the verdicts.
+"""The claims study, first edition: the pre-registered runs on real images, in resumable parts, and the verdicts.
 
-    python -m reports.study run cq --seed 1     # one part: one half of the study, one seed (repeat --seed: several)
-    python -m reports.study status              # which parts are finished, which are missing
-    python -m reports.study verdicts            # the finished parts -> reports/study/claims.md, ...
-    python -m reports.study all                 # every missing part of both halves, then the verdicts
-    python -m reports.study register            # record the study profiles as they now stand
+    python -m study.v1 run cq --seed 1     # one part: one half of the study, one seed (repeat --seed: several)
+    python -m study.v1 status              # which parts are finished, which are missing
+    python -m study.v1 verdicts            # the finished parts -> reports/study/claims.md, ...
+    python -m study.v1 all                 # every missing part of both halves, then the verdicts
+    python -m study.v1 register            # record the study profiles as they now stand
 
 Halves: ``cq`` (profiles/study_cq.yaml) and ``burn`` (profiles/study_burn.yaml); each profile's
 ``seeds`` are the study's seeds of that half, one part per seed.
@@ -183,13 +183,13 @@ def status_lines() -> list[str]:
                 part = json.loads(path.read_text())
                 lines.append(f"{half} s{seed}: finished {part['finished']} at {part['commit'][:9]}")
             else:
-                lines.append(f"{half} s{seed}: missing (python -m reports.study run {half} --seed {seed})")
+                lines.append(f"{half} s{seed}: missing (python -m study.v1 run {half} --seed {seed})")
     return lines
 
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.study", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m study.v1", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run parts of one half, one seed each, in order; resumes a killed one")
     run.add_argument("half", choices=sorted(HALVES))
