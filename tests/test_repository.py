@@ -233,3 +233,28 @@ def test_an_import_circle_is_found():
     files = {"eval/a.py": "from eval.b import x\n", "eval/b.py": "def f():\n    from eval import a\n",
              "eval/c.py": "import eval.a\n", "eval/__init__.py": "from eval.c import y\n"}
     assert import_circles(files) == [["eval.a", "eval.b", "eval.a"]]
+
+
+def reporting_modules_that_drive_runs(files: dict[str, str]) -> list[str]:
+    """Modules of reports/ that start processes or import the study's driver: the reporting layer
+    reads what runs wrote; running them (worktrees, `dvc repro`) is the study package's."""
+    found = []
+    for rel, text in sorted(files.items()):
+        if not rel.startswith("reports/"):
+            continue
+        modules: set[str] = set()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                modules |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                modules.add(node.module or "")
+        if any(m == "subprocess" or m == "study" or m.startswith("study.") for m in modules):
+            found.append(rel)
+    return found
+
+
+def test_the_reporting_layer_only_reads():
+    assert reporting_modules_that_drive_runs(python_sources()) == []
+    assert reporting_modules_that_drive_runs({"reports/a.py": "import subprocess\n", "reports/b.py": "from study import v2\n",
+                                              "study/c.py": "import subprocess\n", "reports/d.py": "import json\n"}) == [
+        "reports/a.py", "reports/b.py"]
