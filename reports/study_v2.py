@@ -108,7 +108,10 @@ def gate_margin(arm: Mapping[str, Any], suite: str, per_image: Mapping) -> dict:
 
 def gate(claim: C.Claim, per_image: Mapping, spec: Mapping, burn_variants: Sequence[str]) -> dict:
     """{arm name: {"role", "knn", "linear", "passes"}} for every trained arm of the claim (and the
-    teacher for a BURN claim with a distilled arm)."""
+    teacher for a BURN claim with a distilled arm). A claim against the untrained network (CQ-Quant
+    against no SSL training) is that margin itself: not gated (the registered rule)."""
+    if any(C.is_untrained(arm) for arm in (claim.a, claim.b)):
+        return {}
     arms = [arm for arm in (claim.a, claim.b) if role(arm, burn_variants)]
     if claim.paper == "burn" and any(role(arm, burn_variants) == "proposed" or arm.get("run") == "s2bnn"
                                      for arm in (claim.a, claim.b)):

@@ -1,5 +1,6 @@
 """The second claims study: its protocol and parts (study/v2.py) and its verdicts (reports/study_v2.py)."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,14 +100,19 @@ def test_verdicts_holm_and_the_gate_on_synthetic_parts(tmp_path):
     assert rows["cq_c_vs_simclr_linear"]["verdict"] == C.HOLDS  # +10 points on 6,000 image draws
     assert rows["cq_c_vs_simclr_linear"]["low"] > 5 and rows["cq_c_vs_simclr_linear"]["p_holm"] < 0.05
     assert rows["cq_a_vs_simclr_linear"]["verdict"] == C.INCONCLUSIVE  # +0.5 points: not resolved
-    # CQ-Quant is +6 over the untrained network: short of the proposed arm's +10 line
-    assert rows["cq_quant_vs_no_ssl"]["verdict"] == C.NOT_TESTABLE
-    assert rows["cq_quant_vs_no_ssl"]["failed_gate"] == ["cq/simclr/cq_quant@6-16"]
+    # CQ-Quant is +6 over the untrained network, short of a proposed arm's +10 line; but a claim
+    # against the untrained network is that margin itself: judged, not gated (the registered rule)
+    assert rows["cq_quant_vs_no_ssl"]["gate"] == {} and rows["cq_quant_vs_no_ssl"]["verdict"] == C.HOLDS
+    # the same arm in a claim against a trained arm is gated, and fails the +10 line
+    quant = next(c for c in claims if c.id == "cq_quant_vs_no_ssl")
+    gated = V.judge([replace(quant, id="gated", b=cq("baseline"))], values, per_image, _protocol(), ["abl1_kl_only"])[0]
+    assert gated["verdict"] == C.NOT_TESTABLE and gated["failed_gate"] == ["cq/simclr/cq_quant@6-16"]
     # MoCo v2 +5 over its untrained network is a baseline: it only has to beat it (BURN: +15)
     burn = rows["burn_vs_mocov2"]
     assert burn["gate"]["burn/mocov2_tuned"]["role"] == "baseline" and burn["gate"]["burn/teacher"]["passes"]
     assert burn["verdict"] == C.HOLDS
-    assert {i for i, r in rows.items() if "p_holm" in r} == {"cq_c_vs_simclr_linear", "cq_a_vs_simclr_linear", "burn_vs_mocov2"}
+    assert {i for i, r in rows.items() if "p_holm" in r} == {"cq_c_vs_simclr_linear", "cq_a_vs_simclr_linear",
+                                                            "cq_quant_vs_no_ssl", "burn_vs_mocov2"}
     assert V.to_markdown(list(rows.values()), records).count("\n| ") == 5
 
 
