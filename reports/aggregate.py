@@ -78,7 +78,7 @@ def read_one(path: Path, source: dict) -> Any:
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON ({err.msg})") from None
     status = status_of(metrics)
-    if status == DIVERGED or DIVERGED in str(status):  # also NOT_RUN_DIVERGED
+    if DIVERGED in status:  # DIVERGED and NOT_RUN_DIVERGED
         return DIVERGED
     if status != OK:
         return NOT_RUN

@@ -188,8 +188,9 @@ def imports_of(rel: str, text: str, modules: set[str]) -> set[str]:
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if node.level:  # relative: up level - 1 packages from this module's own
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
             names = [base] + [f"{base}.{a.name}" for a in node.names]
         else:
             continue

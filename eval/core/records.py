@@ -49,12 +49,11 @@ def sizes(num_classes: int, num_train: int, test_features: torch.Tensor) -> dict
 
 
 def evaluation_record(suite: str, measured: dict, encoder: str | Path, encoder_sha256: str,
-                      train: DataSpec | None, test: DataSpec, started: float) -> dict:
+                      train: DataSpec, test: DataSpec, started: float) -> dict:
     """{"suite", *measured, "encoder", "encoder_sha256", "data", "seconds"}: the record of one
     evaluation of one encoder (`started`: its time.time() at the start)."""
-    data = {"train": train.record(), "test": test.record()} if train is not None else test.record()
     return {"suite": suite, **measured, "encoder": str(encoder), "encoder_sha256": encoder_sha256,
-            "data": data, "seconds": round(time.time() - started, 3)}
+            "data": {"train": train.record(), "test": test.record()}, "seconds": round(time.time() - started, 3)}
 
 
 def write_record(out_dir: str | Path, metrics: dict, device: torch.device | str, params: Any,
