@@ -85,19 +85,29 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
     return apply_overrides(read_params_file(path), overrides)
 
 
-def read_params_file(path: str | Path, what: str = "params file", _seen: tuple[Path, ...] = ()) -> dict:
+def read_params_file(path: str | Path, what: str = "params file") -> dict:
     """A parameter file with the file it `extends` (and that one's base, ...) merged under it."""
+    chain = extends_chain(path, what)
+    out = chain[0]
+    for data in chain[1:]:
+        out = merge(out, data)
+    return out
+
+
+def extends_chain(path: str | Path, what: str = "params file", _seen: tuple[Path, ...] = ()) -> list[dict]:
+    """The files a parameter file extends, the farthest base first and the file itself last, each
+    as written (its `extends` key taken out); `read_params_file` merges them in that order."""
     path = Path(path)
     data = read_yaml_mapping(path, what)
     base = data.pop(EXTENDS, None)
     if base is None:
-        return data
+        return [data]
     if not isinstance(base, str) or not base or "/" in base:
         raise ConfigError(f"{what} {path}: {EXTENDS}: expected the name of a file beside it, e.g. base, got {base!r}")
     base_path = path.parent / f"{base}.yaml"
     if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
         raise ConfigError(f"{what} {path}: {EXTENDS}: {base} extends itself (a cycle)")
-    return merge(read_params_file(base_path, f"base of {path}:", (*_seen, path.resolve())), data)
+    return [*extends_chain(base_path, f"base of {path}:", (*_seen, path.resolve())), data]
 
 
 def merge(base: dict, over: dict) -> dict:

@@ -10,6 +10,12 @@ precision set it was trained at) and a row label may hold `{precision}`; the rea
 against the runs. A source is `suite[/variant]:key[*scale]` or a mapping
 `{suite, variant, key, scale, std, n}`. A line figure has `panels`, each with `lines`
 ({line: {x label: run key | [run key, source]}}) and a default `source`.
+
+A mapping is composed the way the profiles are: it `extends` a file beside it (base.yaml holds
+the papers' column sets, stand_ins.yaml the CPU profiles' stand-in runs) and lays its own keys
+over it. A table's `columns` may name one of `column_sets` instead of listing them; the reader
+puts the set in its place, and shows the tables in the papers' order (paper_numbers.yaml), so
+which file of the chain names a table does not move it.
 """
 from __future__ import annotations
 
@@ -17,11 +23,12 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from common.config import read_params_file, read_yaml_mapping
+from common.config import extends_chain, merge, read_params_file
 from common.errors import ConfigError
 
 _SOURCE = re.compile(r"^(?P<suite>[\w.-]+)(?:/(?P<variant>[\w.-]+))?:(?P<key>[\w.-]+)(?:\*(?P<scale>[\d.eE+-]+))?$")
 TABLE_FIELDS = ("context", "rows", "columns", "cells")
+SECTIONS = ("context", "contexts", "headline", "column_sets", "tables", "figures")
 
 
 def parse_source(source: Any, where: str) -> dict:
@@ -41,11 +48,57 @@ def parse_source(source: Any, where: str) -> dict:
 
 
 def read_mapping(path: str | Path) -> dict:
-    """The `report` section of a mapping file."""
-    report = read_yaml_mapping(path, "report_mapping").get("report")
-    if not isinstance(report, dict):
-        raise ConfigError(f"report_mapping {path}: expected a 'report' section")
-    return report
+    """The `report` section of a mapping file, composed over the files it extends: every table's
+    named column set in its place, the tables in the papers' order, `column_sets` gone."""
+    report = _composed(path)
+    unknown = set(report) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"report_mapping {path}: unknown section(s) {sorted(unknown)} (known: {', '.join(SECTIONS)})")
+    sets = report.get("column_sets") or {}
+    tables = {table_id: _with_columns(table_id, spec, sets) for table_id, spec in (report.get("tables") or {}).items()}
+    out = {key: report[key] for key in SECTIONS if key in report and key not in ("column_sets", "tables")}
+    if "tables" in report:
+        out = {**{k: v for k, v in out.items() if k != "figures"}, "tables": _in_paper_order(tables),
+               **({"figures": out["figures"]} if "figures" in out else {})}
+    return out
+
+
+def _composed(path: str | Path) -> dict:
+    """The `report` sections of the chain laid over each other (common.config.merge), except that
+    a column set a file restates replaces the base's whole: a set lists a table's columns in order,
+    so merging one key by key would keep columns the file left out."""
+    report, sets = {}, {}
+    for layer in extends_chain(path, "report_mapping"):
+        section = layer.get("report")
+        if not isinstance(section, dict):
+            raise ConfigError(f"report_mapping {path}: expected a 'report' section in every file it extends")
+        section = dict(section)
+        own = section.pop("column_sets", None) or {}
+        if not isinstance(own, dict) or not all(isinstance(v, dict) for v in own.values()):
+            raise ConfigError(f"report_mapping {path}: column_sets: expected {{name: {{column: source}}}}")
+        sets.update(own)
+        report = merge(report, section)
+    return {**report, "column_sets": sets}
+
+
+def _with_columns(table_id: str, spec: Any, sets: Mapping) -> Any:
+    """A table whose `columns` names a column set, with the set in its place."""
+    name = spec.get("columns") if isinstance(spec, dict) else None
+    if not isinstance(name, str):
+        return spec
+    if name not in sets:
+        raise ConfigError(f"report.tables.{table_id}.columns: no column set {name!r} "
+                          f"(known: {', '.join(sets) or 'none'})")
+    return {**spec, "columns": dict(sets[name])}
+
+
+def _in_paper_order(tables: dict) -> dict:
+    """The tables in paper_numbers.yaml's order; ids it does not know follow (the aggregate
+    refuses them with their name)."""
+    from reports.tables import load_paper_tables
+
+    order = {t.id: i for i, t in enumerate(load_paper_tables())}
+    return dict(sorted(tables.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def load_report_params(path: str | Path = "params.yaml") -> dict:
