@@ -2,12 +2,13 @@
 what a full reproduction of each paper table would cost.
 
 Each stage runs as its pipeline runs it (`python -m cq.pretrain ...`, `python -m burn.pretrain
-...`, `python -m eval.linear ...`) with the paper profile's own settings (profiles/paper.yaml and
-paper_small_data.yaml), except: the images come from a generated data set of the same kind (a
-folder of JPEGs at ImageNet-like sizes for ImageNet, 32 px tensors for CIFAR, generated boxes for
-detection), the runs are a few steps long, the batch on the one GPU is at most `--batch`, and the
-BURN teacher is a randomly initialised torchvision ResNet-50 file (the released MoCo v2 weights
-are not needed to time it). Measured per stage: images/s (pretraining: the engine's own count over
+...`, `python -m eval.linear ...`) with the check's own profiles, profiles/paper_gpu_check.yaml and
+paper_small_data_gpu_check.yaml, which extend the paper profiles: the runs are a few steps long
+and write no checkpoints, and CIFAR-100 is generated 32 px tensors. At run time the check adds
+(`check_overrides`) what is its own: a generated folder of JPEGs at ImageNet-like sizes as the
+ImageNet data, the batch on the one GPU (at most `--batch`), the loader's workers, and the BURN
+teacher, a randomly initialised torchvision ResNet-50 file (the released MoCo v2 weights are not
+needed to time it); detection trains on generated boxes. Measured per stage: images/s (pretraining: the engine's own count over
 the last third of the run's steps, when the loader's prefetched batches are long used up;
 evaluation: one training epoch as the suite counts it, start-up left out), peak GPU memory, bf16
 autocast against fp32, a plain PyTorch training step of the same network at the same batch
@@ -57,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.feed import FeedRate, folder_images, loader_alone  # noqa: E402
-from bench.gpu_cost import PROFILES, Result  # noqa: E402
+from bench.gpu_cost import Result  # noqa: E402
 from bench.gpu_report import SPARE_CORES, fmt, merge_saved, report  # noqa: E402
 from bench.jpegs import write_folder  # noqa: E402
 from common import runs  # noqa: E402
@@ -107,44 +108,43 @@ def teacher_file(path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# Parameter files: the paper profile with the generated data and a few steps
+# Parameter files: the check's profiles (profiles/paper*_gpu_check.yaml) and what is given at run time
 # --------------------------------------------------------------------------------------------
 
-def bench_params(profile: str, s: Settings, folder: Path, teacher: Path) -> dict:
-    p = load_params(PROFILES[profile])
-    p["seeds"] = [0]
-    tiny_size = 32
+CHECK_PROFILES = {"paper": ROOT / "profiles/paper_gpu_check.yaml",
+                  "paper_small_data": ROOT / "profiles/paper_small_data_gpu_check.yaml"}
+TINY_SIZE = 32  # --tiny: every view at 32 px, ReActNet-A narrow with its small-image stem
+
+
+def check_overrides(params: dict, s: Settings, folder: Path, teacher: Path) -> list[str]:
+    """What the check gives its profile at run time (`key=value`, as on a CLI): the generated
+    folder as every image-folder data set, the steps, the batch (at most --batch: the profile's
+    own where it is smaller), the workers, the teacher file; --tiny shrinks images and networks."""
+    over = [f"burn.teacher.file={teacher}", "cq.bn_reestimation.batches=2"]
     for sec in ("cq", "burn"):
-        cfg = p[sec]
-        data = cfg["dataset"]
-        if data["name"] == "imagefolder":
-            cfg["dataset"] = {"name": "imagefolder", "root": str(folder), "split": "train",
-                              "options": {"load_size": 64 if s.tiny else 256}}
-        else:  # CIFAR-shaped tensors, generated
-            cfg["dataset"] = {"name": "synthetic", "split": "train",
-                              "options": {"num_images": 64 if s.tiny else 4096, "image_size": 32}}
-        train = cfg["train"]
-        train.update(steps=s.steps, log_every=max(1, s.steps // 3), ckpt_every=10**6, progress=False,
-                     num_workers=s.workers, warmup_epochs=0)
-        train.pop("epochs", None)
-        for over in (cfg.get("train_by_method") or {}).values():
-            over.pop("epochs", None)
-            over.pop("batch_size", None)
-        train["batch_size"] = min(train["batch_size"], s.batch)
+        cfg = params[sec]
+        if cfg["dataset"]["name"] == "imagefolder":
+            over += [f"{sec}.dataset.root={folder}", f"{sec}.dataset.options.load_size={64 if s.tiny else 256}"]
+        elif s.tiny:
+            over.append(f"{sec}.dataset.options.num_images=64")
+        over += [f"{sec}.train.steps={s.steps}", f"{sec}.train.log_every={max(1, s.steps // 3)}",
+                 f"{sec}.train.num_workers={s.workers}",
+                 f"{sec}.train.batch_size={min(cfg['train']['batch_size'], s.batch)}"]
+        over += [f"{sec}.train_by_method.{method}.batch_size={s.batch}"
+                 for method, by in (cfg.get("train_by_method") or {}).items() if (by or {}).get("batch_size", 0) > s.batch]
         if s.tiny:
-            for views in cfg["views"].values():
-                if views.get("out_size", 32) > 32:
-                    views["out_size"] = tiny_size
-    if p["cq"].get("bn_reestimation"):
-        p["cq"]["bn_reestimation"]["batches"] = 2
-    burn = p["burn"]
-    burn["teacher"]["file"] = str(teacher)
-    burn["teacher_file_backbone"] = {"name": "resnet50", "options": {}}
-    burn["teacher"]["backbone"] = "resnet50"
+            over += [f"{sec}.views.{name}.out_size={TINY_SIZE}"
+                     for name, views in cfg["views"].items() if views.get("out_size", TINY_SIZE) > TINY_SIZE]
     if s.tiny:
-        burn["backbone_options"]["reactnet_a"] = {"width": 0.25, "small_images": True, "fp_head": False}
-        burn["methods"]["burn"]["classifier_dim"] = 10
-    return p
+        over += ["burn.backbone_options.reactnet_a={width: 0.25, small_images: true, fp_head: false}",
+                 "burn.methods.burn.classifier_dim=10"]
+    return over
+
+
+def check_params(profile: str, s: Settings, folder: Path, teacher: Path) -> dict:
+    """The parameters one paper profile's stages run with in the check."""
+    params = load_params(CHECK_PROFILES[profile])
+    return load_params(CHECK_PROFILES[profile], check_overrides(params, s, folder, teacher))
 
 
 # --------------------------------------------------------------------------------------------
@@ -439,7 +439,7 @@ def measure(work: Path, s: Settings, device: torch.device, log: Path, rec: Recor
     folder = make_folder(images or work / "images", s)
     teacher = teacher_file(work / "resnet50.pth")
     amps = ("bf16", "off") if device.type == "cuda" else ("off",)
-    paper = bench_params("paper", s, folder, teacher)
+    paper = check_params("paper", s, folder, teacher)
     # CQ on ImageNet (Tables 1-3): SimCLR, CQ-C (bf16 and fp32) and CQ-A on ResNet-18; CQ-C on ResNet-34
     plan = [("baseline", "resnet18", amps[:1])]
     if "cq" in groups:
@@ -452,7 +452,7 @@ def measure(work: Path, s: Settings, device: torch.device, log: Path, rec: Recor
     if "eval" in groups:
         measure_eval(rec, work, s, log, folder, paper["cq"]["views"]["simclr"]["out_size"], encoder)
     if "small" in groups:  # CQ on CIFAR-100 (Tables 4-9): 32 px images, SimCLR and CQ-C on ResNet-18
-        small = bench_params("paper_small_data", s, folder, teacher)
+        small = check_params("paper_small_data", s, folder, teacher)
         measure_cq(rec, work, s, device, log, "paper_small_data", small,
                    [("baseline", "resnet18", amps[:1]), ("cq_c", "resnet18", amps[:1])])
     return rec
@@ -470,10 +470,10 @@ def detection(work: Path, encoder: Path, s: Settings, log: Path) -> Result:
         over.update(batch_size=2, train_sizes=[96], test_size=96, max_size=128, anchor_sizes=[16, 32, 64],
                     pooler_resolution=8)
     pfile = work / "params-detection.yaml"
-    pfile.write_text(dump_params({"detection": over}))
+    pfile.write_text(dump_params({"profile": "paper"}))  # the paper's detection: the reference protocol
     out = work / "detection"
-    status = call(["-m", "eval.detection", "--encoder", str(encoder), "--out", str(out), "--profile", "paper",
-                   "--params", str(pfile)], log, s.timeout)
+    status = call(["-m", "eval.detection", "--encoder", str(encoder), "--out", str(out), "--params", str(pfile),
+                   "--settings", dump_params(over, flow=True).strip()], log, s.timeout)
     m = runs.read_metrics(out / runs.METRICS) or {}
     trial = (m.get("trials") or [{}])[0]
     ips = iters / trial["train_seconds"] if trial.get("train_seconds") else None

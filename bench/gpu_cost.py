@@ -127,7 +127,7 @@ def pretraining_cost(results: list[Result], params: dict, key: str) -> Cost:
 def eval_cost(results: list[Result], params: dict, suite: str, variant: str | None, run_key: str) -> Cost:
     """GPU-hours of one suite (one variant) on one checkpoint, from the measured ResNet-18 rates."""
     from eval.presets import FINETUNE_PRESETS, LINEAR_PRESETS
-    from eval.detection_config import make_config
+    from eval.detection_config import make_config, profile_settings
 
     spec = params["eval"]["suites"].get(suite) or {}
     args = {**(spec.get("args") or {}), **(((spec.get("variants") or {}).get(variant)) or {})}
@@ -145,8 +145,9 @@ def eval_cost(results: list[Result], params: dict, suite: str, variant: str | No
         return Cost(work / ips / 3600 if ips else None, approx)
     if cli == "eval.detection":
         its = rate(results, "eval/detection")
-        cfg = make_config("paper")
-        return Cost(cfg.iterations * cfg.trials / its / 3600 if its else None, approx)
+        cfg = make_config(profile_settings(params))  # the paper profiles: the reference protocol
+        trials = int(args.get("trials", cfg.trials))
+        return Cost(cfg.iterations * trials / its / 3600 if its else None, approx)
     return Cost(None)
 
 

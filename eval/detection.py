@@ -2,7 +2,8 @@
 CQ Table 3; docs/protocols.md sec. 3, "Detection"), evaluated with eval/voc_eval.py.
 
     python -m eval.detection --encoder runs/x/encoder.pt --out runs/x/detection \\
-        [--profile smoke|mini|paper] [--dataset voc_det --root DIR] [--trials 5] [key=value ...]
+        [--params profiles/mini.yaml] [--settings '{iterations: 100}'] [--dataset voc_det --root DIR]
+        [--trials 5] [key=value ...]
 
 The model, on torchvision's detection components (`FasterRCNN` with our own backbone and box head):
 - "C4" layout (the reference's, detectron2's Res5ROIHeads): the backbone is the ResNet up to res4
@@ -30,7 +31,8 @@ Which part of a network is "res4" and which is "res5" (`eval.detection_model.spl
 The feature stride is measured (a forward on a 64 px image) rather than assumed, and the RoI
 pooling uses it, so every split above works.
 
-Training (the reference protocol, every number a field of `DetectionConfig`; profiles scale it):
+Training (the reference protocol, every number a field of `DetectionConfig`; a profile's
+`eval.suites.detection.args.settings` scale it):
 VOC07+12 trainval, shorter side drawn per image from 480..800 step 32, horizontal flip with
 probability 1/2, test shorter side 800, longer side at most 1333, RGB with torchvision's mean /
 std, global batch 16, SGD lr 0.02, momentum 0.9, weight decay 1e-4, 24k iterations, lr x0.1 at
@@ -78,13 +80,13 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.models.detection import FasterRCNN
 
 from common import runs
-from common.config import apply_overrides, cli_main, read_params_file
+from common.config import apply_overrides, cli_main, parse_yaml, read_params_file
 from common.data import build_dataset
 from common.distributed import setup_runtime
 from common.errors import ConfigError
 from common.syncbn import convert_sync_batchnorm
 from eval.core.records import write_record
-from eval.detection_config import PROFILES, DetectionConfig, make_config
+from eval.detection_config import ARG_SETTINGS, DetectionConfig, make_config, profile_settings
 from eval.detection_model import build_detector, load_encoder_network
 from eval.voc_eval import VOCDetectionEvaluator
 
@@ -276,7 +278,7 @@ def summarize(trials: list[dict]) -> dict:
     return {**summary, "status": runs.OK, "per_class": per_class}
 
 
-def run(encoder: str | Path, cfg: DetectionConfig, out: str | Path, profile: str, log=print) -> dict:
+def run(encoder: str | Path, cfg: DetectionConfig, out: str | Path, profile: str | None, log=print) -> dict:
     """All trials; writes out/metrics.json (main process) and returns it."""
     rt = setup_runtime(cfg.device)
     start = time.time()
@@ -315,26 +317,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.detection", description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", required=True, help="encoder.pt of a ResNet or ReActNet-A")
     parser.add_argument("--out", required=True, help="output folder (metrics.json)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                        help="default: `profile` of the params file, else smoke")
     parser.add_argument("--params", default=None,
-                        help="params.yaml (optional; its `detection` section overrides the profile)")
+                        help="parameter file (default params.yaml, if there): its eval.suites.detection.args.settings "
+                             "are laid over the reference protocol, its data.root is the default --root")
+    parser.add_argument("--settings", default=None,
+                        help="settings laid over those, a YAML mapping (what the pipeline passes)")
     parser.add_argument("--dataset", choices=("voc_det", "synthetic_det"), default=None)
     parser.add_argument("--root", default=None, help="data root (voc_det: the folder holding VOCdevkit)")
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("overrides", nargs="*", help="detection settings, key=value (e.g. iterations=100)")
     args = parser.parse_args(argv)
     params = _params_file(args.params or "params.yaml", explicit=args.params is not None)
-    profile = args.profile or params.get("profile", "smoke")
-    settings = dict(params.get("detection") or {})
-    for name in ("dataset", "root", "trials"):
+    settings = profile_settings(params)
+    if args.settings is not None:
+        given = parse_yaml(args.settings, "--settings")
+        if not isinstance(given, dict):
+            raise ConfigError(f"--settings {args.settings!r}: expected a YAML mapping of detection settings")
+        settings.update(given)
+    for name in ARG_SETTINGS:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     settings = apply_overrides(settings, args.overrides)
-    cfg = make_config(profile, settings)
+    if settings.get("root") is None and not str(settings.get("dataset", "voc_det")).startswith("synthetic"):
+        settings["root"] = (params.get("data") or {}).get("root")  # as the pipeline gives every suite
+    cfg = make_config(settings)
     if not Path(args.encoder).is_file():
         raise ConfigError(f"--encoder {args.encoder}: file not found")
-    metrics = run(args.encoder, cfg, args.out, profile)
+    metrics = run(args.encoder, cfg, args.out, params.get("profile"))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if metrics["status"] == runs.OK:

@@ -1,6 +1,7 @@
-"""The detection suite's settings: one dataclass, its defaults the reference protocol (`paper`),
-and the suite's own CPU-sized profiles (`mini`, `smoke`) laid over it. Both the suite
-(`eval.detection`) and the detector (`eval.detection_model`) read it, neither the other."""
+"""The detection suite's settings: one dataclass whose defaults are the reference protocol (the
+paper profile's), with a profile's `eval.suites.detection.args.settings` laid over it
+(profiles/smoke.yaml and mini.yaml scale it to a CPU). Both the suite (`eval.detection`) and the detector
+(`eval.detection_model`) read it, neither the other."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -88,33 +89,26 @@ class DetectionConfig:
             raise ConfigError("detection.test_data: expected {split: ..., options: {...}}")
 
 
-_SMALL_RPN = {"rpn_pre_nms_train": 600, "rpn_pre_nms_test": 300, "rpn_post_nms_train": 128,
-              "rpn_post_nms_test": 64, "rpn_batch_per_image": 64, "roi_batch_per_image": 64}
+SUITE = "detection"  # the suite's key under eval.suites; its args.settings are these fields
 
 
-PROFILES: dict[str, dict] = {
-    "paper": {},
-    # CPU-feasible, on the project's VOC2007 subset (250 train, 250 test images) at ~1/4 of the
-    # reference image size (CIFAR-sized networks; a binary 32 px ReActNet has stride 4 at res4,
-    # so its maps stay large); lr scaled linearly with the batch (0.02 * 4 / 16).
-    "mini": {"root": "../shared/data/voc2007", "train_data": [{"split": "train", "options": {}}],
-             "test_data": {"split": "test", "options": {}}, "train_sizes": [160, 192, 224],
-             "test_size": 192, "max_size": 320, "batch_size": 4, "lr": 0.005, "iterations": 60,
-             "milestones": [45, 55], "warmup_iters": 10, "trials": 1, **_SMALL_RPN},
-    # Seconds on a CPU: the generated boxes of `synthetic_det` at 64 px.
-    "smoke": {"dataset": "synthetic_det", "root": None,
-              "train_data": [{"split": "train", "options": {"num_images": 64, "image_size": 64}}],
-              "test_data": {"split": "test", "options": {"num_images": 32, "image_size": 64}},
-              "train_sizes": [64], "test_size": 64, "max_size": 128, "batch_size": 4,
-              "lr": 0.02, "iterations": 30, "milestones": [24], "warmup_iters": 5,
-              "anchor_sizes": [16, 32, 64], "pooler_resolution": 8, "trials": 2, "log_every": 10,
-              **_SMALL_RPN},
-}
+ARG_SETTINGS = ("dataset", "root", "trials")  # settings the suite's CLI also takes as --flags
 
 
-def make_config(profile: str = "paper", overrides: dict | None = None) -> DetectionConfig:
-    """The profile's settings with `overrides` (a dict of fields) on top."""
-    if profile not in PROFILES:
-        raise ConfigError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
-    base = {k: v for k, v in asdict(DetectionConfig()).items()}
-    return DetectionConfig.from_dict({**base, **PROFILES[profile], **(overrides or {})})
+def profile_settings(params: dict) -> dict:
+    """A parameter file's detection settings, as its suite runs them: `eval.suites.detection.args`'
+    dataset, root and trials with its `settings` (none: {}, the reference protocol)."""
+    suite = ((params.get("eval") or {}).get("suites") or {}).get(SUITE) or {}
+    args = suite.get("args") or {}
+    settings = args.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"eval.suites.{SUITE}.args.settings: expected a mapping of settings, got {settings!r}")
+    return {**{k: args[k] for k in ARG_SETTINGS if k in args}, **settings}
+
+
+def make_config(settings: dict | None = None) -> DetectionConfig:
+    """The reference protocol with `settings` (a dict of fields: a profile's, the command line's
+    overrides) on top."""
+    if settings is not None and not isinstance(settings, dict):
+        raise ConfigError(f"{SUITE} settings: expected a mapping, got {settings!r}")
+    return DetectionConfig.from_dict({**asdict(DetectionConfig()), **(settings or {})})

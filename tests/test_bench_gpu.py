@@ -108,7 +108,7 @@ def test_a_stage_feed_is_the_engines_loader_with_its_views(gpu, tmp_path):
     s = gpu.Settings(True, 2, 4, 1, 48, 6, 60)
     folder = gpu.make_folder(tmp_path / "images", s)
     assert sum(1 for _ in (folder / "train").rglob("*.jpg")) == 60
-    params = gpu.bench_params("paper", s, folder, tmp_path / "unused.pth")
+    params = gpu.check_params("paper", s, folder, tmp_path / "unused.pth")
     cq = gpu.stage_feed(params, "cq", "cq_c", s, gpu.torch.device("cpu"))
     burn = gpu.stage_feed(params, "burn", "burn", s, gpu.torch.device("cpu"))
     for feed in (cq, burn):

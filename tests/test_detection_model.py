@@ -3,6 +3,8 @@ backbone / box-head split, forward on CPU, the schedule and the flip, and a shor
 import pytest
 import torch
 
+from common import profiles
+from eval.detection_config import profile_settings
 from common.backbones import build_backbone
 from common.engine import Runtime
 from common.errors import ConfigError
@@ -10,6 +12,8 @@ from eval.detection import (TrainView, build_split, build_train_set, evaluate_de
                             train_detector)
 from eval.detection_model import build_c4_detector, build_fpn_detector, load_encoder_network, module_state_dict
 from tests.seeds import seed
+
+SMOKE_DETECTION = profile_settings(profiles.load("smoke"))  # the smoke profile's detection settings
 
 CPU = Runtime(torch.device("cpu"))
 
@@ -35,7 +39,7 @@ def test_c4_weights_equal_the_checkpoint_and_forward_returns_detections(tmp_path
     path, state = _encoder(tmp_path, "resnet50", width=0.125)
     net, meta = load_encoder_network(path)
     assert meta["backbone"] == "resnet50"
-    model = build_c4_detector(net, 20, make_config("smoke"))
+    model = build_c4_detector(net, 20, make_config(SMOKE_DETECTION))
     body = model.backbone.body.state_dict()
     assert {k.split(".")[0] for k in body} == {"conv1", "bn1", "layer1", "layer2", "layer3"}
     _assert_same(body, state)
@@ -61,7 +65,7 @@ def test_c4_weights_equal_the_checkpoint_and_forward_returns_detections(tmp_path
 def test_reactnet_adapter_split_and_strides(tmp_path):
     path, state = _encoder(tmp_path, "reactnet_a", width=0.125)
     net, _ = load_encoder_network(path)
-    model = build_c4_detector(net, 20, make_config("smoke"))
+    model = build_c4_detector(net, 20, make_config(SMOKE_DETECTION))
     assert model.feature_stride == 16  # stem (2) x blocks 1, 3, 5 (2 each) before blocks.11
     body, head = module_state_dict(model.backbone.body), module_state_dict(model.roi_heads.box_head.res5)
     assert {".".join(k.split(".")[:2]) for k in head} == {"blocks.11", "blocks.12"}
@@ -71,17 +75,17 @@ def test_reactnet_adapter_split_and_strides(tmp_path):
     model.eval()
     assert set(model([torch.rand(3, 64, 64)])[0]) == {"boxes", "labels", "scores"}
     small, _ = load_encoder_network(_encoder(tmp_path, "reactnet_a", width=0.125, small_images=True)[0])
-    assert build_c4_detector(small, 20, make_config("smoke")).feature_stride == 4
+    assert build_c4_detector(small, 20, make_config(SMOKE_DETECTION)).feature_stride == 4
 
 
 def test_fpn_variant_and_bad_inputs(tmp_path):
-    cfg = make_config("smoke", {"layout": "fpn", "anchor_sizes": [8, 16, 32, 64, 128]})
+    cfg = make_config({**SMOKE_DETECTION, "layout": "fpn", "anchor_sizes": [8, 16, 32, 64, 128]})
     model = build_fpn_detector(build_backbone("resnet18", width=0.125), 20, cfg).eval()
     assert set(model([torch.rand(3, 64, 64)])[0]) == {"boxes", "labels", "scores"}
     with pytest.raises(ConfigError, match="layout=fpn"):
         build_fpn_detector(build_backbone("cifar_resnet20", width=0.25), 20, cfg)
     with pytest.raises(ConfigError, match="unknown setting"):
-        make_config("smoke", {"iters": 3})
+        make_config({**SMOKE_DETECTION, "iters": 3})
     bad = tmp_path / "bad.pt"
     torch.save({"backbone": "resnet18", "backbone_kwargs": {"width": 0.25},
                 "state_dict": build_backbone("resnet18", width=0.125).state_dict()}, bad)
@@ -90,7 +94,7 @@ def test_fpn_variant_and_bad_inputs(tmp_path):
 
 
 def test_lr_schedule_is_detectron2_warmup_multistep():
-    cfg = make_config("paper")
+    cfg = make_config()
     assert lr_factor(0, cfg) == pytest.approx(0.001)
     assert lr_factor(50, cfg) == pytest.approx(0.001 * 0.5 + 0.5)
     assert lr_factor(100, cfg) == 1.0 and lr_factor(17999, cfg) == 1.0
@@ -113,7 +117,7 @@ def test_flip_mirrors_image_and_boxes():
 def test_short_training_on_synthetic_boxes_raises_ap50():
     # Two primary categories (extras are still any of the 20): 80 iterations of batch 4 at 64 px.
     options = {"image_size": 64, "num_classes": 2, "seed": seed(0)}
-    cfg = make_config("smoke", {"iterations": 80, "milestones": [64], "trials": 1, "log_every": 1000,
+    cfg = make_config({**SMOKE_DETECTION, "iterations": 80, "milestones": [64], "trials": 1, "log_every": 1000,
                                 "train_data": [{"split": "train", "options": {"num_images": 64, **options}}],
                                 "test_data": {"split": "test", "options": {"num_images": 32, **options}}})
     train_set, test_set = build_train_set(cfg), build_split(cfg, cfg.test_data)

@@ -1,12 +1,18 @@
 """End to end on the real VOC2007 subset: `python -m eval.detection` trains a few iterations on
 its train list and evaluates on its test list; bad input exits with code 2."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from common import profiles
 from common.backbones import build_backbone
 from eval.detection import main
+from eval.detection_config import DetectionConfig, make_config, profile_settings
+
+PROFILES = Path(__file__).resolve().parents[1] / "profiles"
+MINI, SMOKE = str(PROFILES / "mini.yaml"), str(PROFILES / "smoke.yaml")
 
 
 @pytest.fixture()
@@ -19,7 +25,7 @@ def encoder(tmp_path):
 
 def test_voc2007_train_then_test_list_end_to_end(tmp_path, encoder, shared_data):
     out = tmp_path / "det"
-    code = main(["--encoder", str(encoder), "--out", str(out), "--profile", "mini",
+    code = main(["--encoder", str(encoder), "--out", str(out), "--params", MINI,
                  "--root", str(shared_data / "voc2007"), "--trials", "2",
                  "iterations=3", "batch_size=2", "warmup_iters=1", "milestones=[2]",
                  "train_sizes=[96,128]", "test_size=128", "max_size=192", "anchor_sizes=[32,64,128]",
@@ -42,10 +48,33 @@ def test_voc2007_train_then_test_list_end_to_end(tmp_path, encoder, shared_data)
 
 
 def test_bad_input_exits_2(tmp_path, encoder, capsys):
-    assert main(["--encoder", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o"), "--profile", "smoke"]) == 2
+    assert main(["--encoder", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o"), "--params", SMOKE]) == 2
     assert "--encoder" in capsys.readouterr().err
-    assert main(["--encoder", str(encoder), "--out", str(tmp_path / "o"), "--profile", "smoke", "itrations=3"]) == 2
+    assert main(["--encoder", str(encoder), "--out", str(tmp_path / "o"), "--params", SMOKE, "itrations=3"]) == 2
     assert "itrations" in capsys.readouterr().err
-    assert main(["--encoder", str(encoder), "--out", str(tmp_path / "o"), "--profile", "mini",
+    assert main(["--encoder", str(encoder), "--out", str(tmp_path / "o"), "--params", MINI,
                  "--root", str(tmp_path)]) == 2
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_a_profile_without_detection_settings_runs_the_reference_protocol_on_its_data_root(tmp_path, encoder, capsys):
+    """The CLI alone under a profile with no `detection` section (the claims study's): the
+    reference protocol's settings, the root from the profile's data.root (here a folder without
+    VOC, so it stops with one line naming it), no half-written record."""
+    study = str(PROFILES / "study2_cq.yaml")
+    out = tmp_path / "o"
+    assert main(["--encoder", str(encoder), "--out", str(out), "--params", study]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "voc" in err.lower()
+    assert not (out / "metrics.json").exists()
+    assert main(["--encoder", str(encoder), "--out", str(out), "--params", study, "--dataset", "synthetic_det",
+                 "--trials", "1", "iterations=1", "milestones=[1]", "warmup_iters=1", "batch_size=2",
+                 "train_sizes=[64]", "test_size=64", "max_size=96", "anchor_sizes=[16,32,64]",
+                 "train_data=[{split: train, options: {num_images: 4, image_size: 64}}]",
+                 "test_data={split: test, options: {num_images: 2, image_size: 64}}"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["trials"][0]["step"] == 1
+    assert metrics["provenance"]["profile"] == "study"
+    # what the unset settings were: the reference protocol's
+    assert make_config(profile_settings(profiles.load("study2_cq"))) == DetectionConfig()
+    assert make_config(profile_settings(profiles.load("mini"))).lr == 0.005

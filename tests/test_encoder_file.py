@@ -4,11 +4,15 @@ import pytest
 import torch
 
 from common import runs
+from common import profiles
+from eval.detection_config import profile_settings
 from common.backbones import build_backbone
 from common.binary import get_binary_stage, set_binary_stage
 from common.errors import ConfigError
 from common.views import CIFAR10_MEAN, CIFAR100_MEAN, IMAGENET_MEAN, build_views, norm_label
 from eval.core.encoders import load_backbone
+
+SMOKE_DETECTION = profile_settings(profiles.load("smoke"))  # the smoke profile's detection settings
 
 R20 = {"width": 0.25}
 
@@ -75,9 +79,9 @@ def test_detection_normalizes_inputs_as_the_encoder_was_trained(tmp_path):
     from eval.detection_config import make_config
     from eval.detection_model import build_detector
 
-    cfg = make_config("smoke")
+    cfg = make_config(SMOKE_DETECTION)
     net = build_backbone("cifar_resnet20", **R20)
     assert tuple(build_detector(net, 3, cfg, "cifar10").transform.image_mean) == pytest.approx(CIFAR10_MEAN)
     assert tuple(build_detector(net, 3, cfg).transform.image_mean) == pytest.approx(IMAGENET_MEAN)
-    override = make_config("smoke", {"norm": "cifar100"})
+    override = make_config({**SMOKE_DETECTION, "norm": "cifar100"})
     assert tuple(build_detector(net, 3, override, "cifar10").transform.image_mean) == pytest.approx(CIFAR100_MEAN)
