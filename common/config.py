@@ -81,8 +81,14 @@ def read_yaml_mapping(path: str | Path, what: str = "params file") -> dict:
 
 
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict:
-    """The parameter dict of ``path`` (its base laid under it) with ``key.sub=value`` overrides applied."""
-    return apply_overrides(read_params_file(path), overrides)
+    """The parameter dict of ``path`` (its base laid under it) with ``key.sub=value`` overrides
+    applied, every key one the schema knows (common/schema.py: a misspelt key is refused, not
+    ignored)."""
+    from common.schema import check_keys
+
+    params = apply_overrides(read_params_file(path), overrides)
+    check_keys(params)
+    return params
 
 
 def read_params_file(path: str | Path, what: str = "params file") -> dict:
@@ -188,7 +194,52 @@ def cli_main(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequ
             return EXIT_BAD_INPUT
         except OSError as err:
             if err.filename is None:
-                raise
+                return _unexpected(err)
             print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        except Exception as err:  # noqa: BLE001 - the CLI boundary: one line, never a traceback
+            return _unexpected(err)
     return wrapped
+
+
+# Exceptions raised inside torch that a setting causes: (message fragment, the setting to name).
+LIKELY_SETTING = (
+    ("Expected more than 1 value per channel", "train.batch_size (BatchNorm needs at least 2 images a step)"),
+    ("out of memory", "train.batch_size (the batch does not fit the device's memory)"),
+    ("DataLoader worker", "train.num_workers (a loader worker stopped)"),
+)
+EXIT_FAILED = 1  # an exception no setting explains: a defect, not bad input
+TRACEBACK_ENV = "SSLQ_TRACEBACK"  # set to 1 for the full traceback of an unexpected exception
+
+
+def _unexpected(err: BaseException) -> int:
+    """One line for an exception that is not a ConfigError, naming the setting most likely
+    responsible where the message says (exit 2), else the exception (exit 1)."""
+    import os
+    import traceback
+
+    if os.environ.get(TRACEBACK_ENV) == "1":
+        traceback.print_exception(err, file=sys.stderr)
+    message = (str(err).strip().splitlines() or [""])[0][:300]
+    for fragment, setting in LIKELY_SETTING:
+        if fragment.lower() in str(err).lower():
+            print(f"error: {setting}: {type(err).__name__}: {message}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    print(f"error: {type(err).__name__}: {message} (set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m common.config --describe [section]`: the parameter schema (common/schema.py)."""
+    import argparse
+
+    from common import schema
+
+    parser = argparse.ArgumentParser(prog="python -m common.config", description="the parameter files' schema")
+    parser.add_argument("--describe", nargs="?", const="", metavar="SECTION", required=True,
+                        help="print every key of SECTION (e.g. cq, cq.quant; default: all)")
+    return schema.main([parser.parse_args(argv).describe])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -312,6 +313,10 @@ def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _
     if per_rank * rt.world * cfg.accum_steps != cfg.batch_size:
         raise ConfigError(f"train.batch_size: {cfg.batch_size} is not divisible by "
                           f"{rt.world} processes x {cfg.accum_steps} accumulation steps")
+    bn_batch = per_rank * (rt.world if cfg.sync_bn else 1)  # the images one BatchNorm sees a step
+    if bn_batch < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in method.modules()):
+        raise ConfigError(f"train.batch_size: {cfg.batch_size} gives BatchNorm {bn_batch} image a step "
+                          f"({rt.world} processes x {cfg.accum_steps} accumulation steps); it needs at least 2")
     torch.manual_seed(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts them)
     sampler = _sampler(dataset, per_rank, cfg.seed, rt)
     steps_per_epoch = max(1, sampler.batches_per_epoch // cfg.accum_steps)
@@ -491,12 +496,19 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     run = _setup(method, dataset, cfg, rt)
     resumed = _resume(run, out_dir / runs.CHECKPOINT, phash, rt)
     state = resumed or RunState()
+    before = set(out_dir.iterdir()) if out_dir.is_dir() else None  # what the folder held before this call
     if rt.main:  # only now: a run that fails its checks above leaves no folder behind
         (out_dir / runs.SNAPSHOTS).mkdir(parents=True, exist_ok=True)  # there (maybe empty) for DVC
     logger = _Logger(out_dir, rt, run.total, resume_step=state.step if resumed is not None else None,
                      enabled=cfg.progress)
     checkpoints = _Checkpoints(out_dir, run, method, rt, phash, encoder_meta, state.seconds, segment_start)
-    _loop(run, method, cfg, rt, state, logger, checkpoints, callbacks)
+    try:
+        _loop(run, method, cfg, rt, state, logger, checkpoints, callbacks)
+    except Exception as err:
+        logger.close()
+        if rt.main:
+            _failed(out_dir, before, err, state)
+        raise
     if state.status == "running":
         state.status = runs.OK
     if state.status == runs.OK:
@@ -526,6 +538,22 @@ def _train(method, dataset, cfg, out_dir, rt, params, encoder_meta, run_info, ca
     if rt.main:
         write_json(metrics, out_dir / runs.METRICS)
     return metrics
+
+
+def _failed(out_dir: Path, before: set[Path] | None, err: Exception, state: RunState) -> None:
+    """A run stopped by an exception: with no checkpoint to resume from, take away what this call
+    wrote (the folder as it was, or gone); with one, metrics.json says the run failed and why, so
+    no reader takes it for finished and a rerun resumes from the checkpoint."""
+    if not (out_dir / runs.CHECKPOINT).is_file():
+        if before is None:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        else:
+            for path in set(out_dir.iterdir()) - before:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        return
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    write_json({"status": runs.FAILED, "reason": f"{type(err).__name__}: {reason}", "step": state.step},
+               out_dir / runs.METRICS)
 
 
 FINISH_SEED = 500_009  # keeps the views of finish_training apart from the training views

@@ -72,7 +72,8 @@ STAGE1 = "stage1"  # a two-stage baseline's first stage, inside its run folder (
 OK, DIVERGED = "ok", "diverged"
 NOT_RUN_DIVERGED = "not run (pretraining diverged)"
 NOT_RUN = "not run"
-STATUSES = (OK, DIVERGED, NOT_RUN_DIVERGED, NOT_RUN)
+FAILED = "failed"  # a run stopped by an exception after it had saved a checkpoint (metrics.json says why)
+STATUSES = (OK, DIVERGED, NOT_RUN_DIVERGED, NOT_RUN, FAILED)
 
 
 def status_of(metrics: dict | None) -> str:

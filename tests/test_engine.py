@@ -49,7 +49,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, accum):
     with pytest.raises(Crash):  # dies after step 7; the last checkpoint is step 6 (mid-epoch)
         train(broken, data, cfg, tmp_path / "broken", callbacks=[crash_at(7)])
     assert load_checkpoint(tmp_path / "broken" / CHECKPOINT)["state"]["step"] == 6
-    assert not (tmp_path / "broken" / METRICS).exists()
+    failed = json.loads((tmp_path / "broken" / METRICS).read_text())  # the folder says it failed, and why
+    assert failed["status"] == runs.FAILED and "simulated crash after step 7" in failed["reason"]
+    assert not (tmp_path / "broken" / ENCODER).exists()
     resumed = tiny_simclr()  # a fresh process would start from fresh weights too
     metrics = train(resumed, data, cfg, tmp_path / "broken")
     assert metrics["status"] == "ok" and metrics["step"] == 10
@@ -265,3 +267,21 @@ def test_snapshots_are_the_encoder_after_those_epochs(tmp_path, monkeypatch):
     assert not all(torch.equal(final["state_dict"][k], v) for k, v in at_step_8.items())
     with pytest.raises(ConfigError, match="snapshot_epochs"):
         tiny_config(snapshot_epochs=[0])
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_the_folder_as_it_was(tmp_path):
+    data, cfg = tiny_dataset(), tiny_config(steps=10)
+    with pytest.raises(Crash):  # no checkpoint yet: nothing to resume, nothing kept
+        train(tiny_simclr(), data, cfg, tmp_path / "new", callbacks=[crash_at(1)])
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+    with pytest.raises(Crash):
+        train(tiny_simclr(), data, cfg, tmp_path / "old", callbacks=[crash_at(1)])
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["notes.txt"]
+
+
+def test_a_batch_batchnorm_cannot_train_on_is_refused_before_the_folder_exists(tmp_path):
+    with pytest.raises(ConfigError, match="BatchNorm 1 image a step"):
+        train(tiny_simclr(), tiny_dataset(), tiny_config(steps=2, batch_size=1), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

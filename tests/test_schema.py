@@ -1,0 +1,95 @@
+"""The parameter schema (common/schema.py) and bad input at the pretraining CLI: a key nobody
+reads is refused with the nearest known one, a bad setting is one line and leaves no folder."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common import profiles
+from common.config import load_params
+from common.errors import ConfigError
+from common.schema import check_keys, describe, find
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", profiles.names())
+def test_every_profile_holds_only_keys_the_schema_knows(name):
+    check_keys(profiles.load(name))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"cq": {"nosuchkey": 3}}, r"cq.nosuchkey: unknown setting \(known: dataset, "),
+    ({"cq": {"trian": {}}}, r"cq.trian: unknown setting \(did you mean cq.train\?\)"),
+    ({"cq": {"quant": {"mdoe": "round"}}}, r"did you mean cq.quant.mode\?"),
+    ({"burn": {"teacher": {"fiel": "x.pt"}}}, r"did you mean burn.teacher.file\?"),
+    ({"seeeds": [0]}, r"did you mean seeds\?"),
+    ({"data": "../shared/data"}, r"data: expected a mapping"),
+])
+def test_an_unknown_or_misshapen_key_is_one_line_naming_it(params, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        check_keys(params)
+    assert "\n" not in str(err.value)
+
+
+def test_registered_methods_and_free_form_sections_are_known():
+    check_keys({"cq": {"simclr": {"temperature": 0.5}, "byol": {}, "views": {"anything": {}}},
+                "eval": {"suites": {"my_suite": {"cli": "eval.knn"}}}})
+
+
+def test_overrides_are_checked_like_the_file(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("profile: smoke\ncq: {train: {steps: 1}}\n")
+    assert load_params(params, ["cq.train.steps=2"])["cq"]["train"]["steps"] == 2
+    with pytest.raises(ConfigError, match="cq.nosuchkey"):
+        load_params(params, ["cq.nosuchkey=3"])
+
+
+def test_the_schema_describes_each_key_with_its_source():
+    text = describe("cq.quant")
+    assert "cq.quant.mode (name)" in text and "[CQ Eq. 9]" in text
+    assert "cq.<" in describe("cq") and "simclr" in describe("cq")
+    assert "free-form" in describe("cq.views")
+    with pytest.raises(ConfigError, match="not a section"):
+        find("cq.nosuch")
+    out = subprocess.run([sys.executable, "-m", "common.config", "--describe", "burn.teacher"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "burn.teacher.file" in out.stdout
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("cq.nosuchkey=3", "cq.nosuchkey: unknown setting"),
+    ("cq.train.batch_size=1", "BatchNorm 1 image a step"),     # before: a traceback from BatchNorm
+    ("cq.simclr.temperature=0", "temperature"),                # before: refused after --out was made
+])
+def test_bad_input_at_the_pretraining_cli_is_one_line_and_leaves_no_folder(tmp_path, override, fragment):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "cq.pretrain", "--method", "simclr", "--variant", "cq_c",
+                           "--backbone", "cifar_resnet20", "--out", str(out), override, "cq.train.steps=2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr[-2000:]
+    assert not out.exists()
+
+
+def test_an_exception_no_setting_explains_is_one_line_at_the_cli_boundary(capsys):
+    from common.config import EXIT_FAILED, cli_main
+
+    @cli_main
+    def broken(argv):
+        raise RuntimeError("something inside torch\nwith a second line")
+
+    @cli_main
+    def bn(argv):
+        raise ValueError("Expected more than 1 value per channel when training, got input size [1, 4]")
+
+    assert broken([]) == EXIT_FAILED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RuntimeError: something inside torch" in err[0]
+    assert bn([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: train.batch_size")
