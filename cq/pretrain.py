@@ -20,7 +20,7 @@ from common.backbones import build_backbone
 from common.config import cli_main, load_params, section, seed_of, train_settings
 from common.data import build_dataset
 from common.engine import TrainConfig, train
-from common.errors import ConfigError
+from common.errors import ConfigError, settings_of
 from common.methods import registry
 from common.quant import QuantConfig
 from common.views import build_views
@@ -45,8 +45,12 @@ def build_cq(params: dict, method: str, variant: str, backbone_name: str) -> Con
     check_variant(variant)
     seed = seed_of(params)
     torch.manual_seed(seed)  # the same initial weights for every variant of a comparison
-    backbone = build_backbone(backbone_name, **cfg.get("backbone_options", {}).get(backbone_name, {}))
-    base = registry.build_method(method, backbone, build_views_for(cfg, method, variant), **cfg.get(method, {}))
+    with settings_of(f"cq.backbone_options.{backbone_name}"):
+        backbone = build_backbone(backbone_name, **cfg.get("backbone_options", {}).get(backbone_name, {}))
+    with settings_of(f"cq.views.{method}"):
+        views = build_views_for(cfg, method, variant)
+    with settings_of(f"cq.{method}"):
+        base = registry.build_method(method, backbone, views, **cfg.get(method, {}))
     q = dict(cfg.get("quant", {}))
     quant = QuantConfig(mode=q.get("mode", "floor"), grad_bits=q.get("grad_bits"),
                         switchable_bn=bool(q.get("switchable_bn", False)))

@@ -75,4 +75,31 @@ def build_method(name: str, backbone: nn.Module, views: tuple, **kw) -> Method:
         raise ConfigError(f"method {name} arguments {sorted(kw)}: {err}; accepted: {accepted}") from None
     if not isinstance(views, (tuple, list)) or len(views) != 2:
         raise ConfigError(f"views: expected a (view 1, view 2) pair of pipelines, got {type(views).__name__}")
+    _check_kinds(name, signature, kw)
     return cls(backbone, tuple(views), **kw)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_kinds(name: str, signature: inspect.Signature, kw: dict) -> None:
+    """An argument whose default is a number, a flag or a name takes a value of that kind (a
+    setting of another kind would fail later, at the first step, or silently)."""
+    for arg, value in kw.items():
+        parameter = signature.parameters[arg]
+        default = parameter.default
+        if value is None and "None" in str(parameter.annotation):  # `int | None`: null allowed
+            continue
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, float):
+            ok, kind = _is_number(value), "a number"
+        elif _is_number(default):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a name"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"method {name} argument {arg}: expected {kind}, got {value!r}")
