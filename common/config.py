@@ -229,6 +229,7 @@ def _unexpected(err: BaseException) -> int:
     return EXIT_FAILED
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m common.config --describe [section]`: the parameter schema (common/schema.py)."""
     import argparse
@@ -238,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.config", description="the parameter files' schema")
     parser.add_argument("--describe", nargs="?", const="", metavar="SECTION", required=True,
                         help="print every key of SECTION (e.g. cq, cq.quant; default: all)")
-    return schema.main([parser.parse_args(argv).describe])
+    print(schema.describe(parser.parse_args(argv).describe))
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 fixed, with its kind, what it means and where it comes from. `check_keys` refuses a key nobody
 reads (one line naming the nearest known key), `describe` prints the schema:
 
-    python -m common.schema [section]      e.g. python -m common.schema cq.quant
+    python -m common.config --describe [section]      e.g. --describe cq.quant
 
 A mapping whose keys are names the profile chooses (`cq.views.<method>`, `eval.suites.<suite>`,
 `burn.variants.<variant>`, ...) is free-form here; its reader checks its entries (a method's
@@ -11,9 +11,7 @@ arguments, a suite's fields), as the values' types and ranges are checked where 
 """
 from __future__ import annotations
 
-import argparse
 import difflib
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -177,19 +175,3 @@ def describe(section: str = "") -> str:
         return f"{section} ({top.kind}): {top.doc} (free-form: its reader checks its entries)"
     walk(top, section, 0)
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.schema", description=__doc__.splitlines()[0])
-    parser.add_argument("section", nargs="?", default="", help="a dotted section, e.g. cq or cq.quant (default: all)")
-    args = parser.parse_args(argv)
-    try:
-        print(describe(args.section))
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
