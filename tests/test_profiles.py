@@ -185,13 +185,14 @@ def test_parameters_written_by_the_project_read_back_unchanged():
 
 
 def test_extends_merges_key_by_key_and_bad_bases_are_one_error(tmp_path, capsys):
-    from common.config import ConfigError, load_params
+    from common.config import ConfigError, load_params, read_params_file
 
+    # the merge alone (read_params_file): these keys are not the schema's, which load_params checks
     (tmp_path / "base.yaml").write_text("a: {x: 1, y: [1, 2], z: {p: 1}}\nlr: '1e-3'\nkeep: 5\n")
     (tmp_path / "one.yaml").write_text("extends: base\nprofile: one\na: {y: [3], z: {q: 2}}\nkeep: 6\n")
-    assert load_params(tmp_path / "one.yaml") == {"profile": "one", "a": {"y": [3], "z": {"q": 2, "p": 1}, "x": 1},
-                                                 "keep": 6, "lr": "1e-3"}
-    assert list(load_params(tmp_path / "one.yaml")) == ["profile", "a", "keep", "lr"]  # the profile's order first
+    assert read_params_file(tmp_path / "one.yaml") == {"profile": "one", "a": {"y": [3], "z": {"q": 2, "p": 1}, "x": 1},
+                                                       "keep": 6, "lr": "1e-3"}
+    assert list(read_params_file(tmp_path / "one.yaml")) == ["profile", "a", "keep", "lr"]  # the profile's order first
     text = profiles.render("one", tmp_path)
     assert "'1e-3'" in text  # a string a YAML 1.2 reader would take for a float stays a string
     for body, says in (("extends: nothere\n", "nothere.yaml: not found"),
@@ -200,6 +201,8 @@ def test_extends_merges_key_by_key_and_bad_bases_are_one_error(tmp_path, capsys)
         (tmp_path / "loop.yaml").write_text(body)
         with pytest.raises(ConfigError, match=says):
             load_params(tmp_path / "loop.yaml")
+    with pytest.raises(ConfigError, match="a: unknown setting"):  # and every reader checks the keys
+        load_params(tmp_path / "one.yaml")
     assert profiles.names(tmp_path) == ["loop", "one"]  # the base is not a profile
     out = tmp_path / "params.yaml"
     assert profiles.main(["nope", "--out", str(out)]) == 2 and not out.exists()
