@@ -56,11 +56,8 @@ def read_mapping(path: str | Path) -> dict:
         raise ConfigError(f"report_mapping {path}: unknown section(s) {sorted(unknown)} (known: {', '.join(SECTIONS)})")
     sets = report.get("column_sets") or {}
     tables = {table_id: _with_columns(table_id, spec, sets) for table_id, spec in (report.get("tables") or {}).items()}
-    out = {key: report[key] for key in SECTIONS if key in report and key not in ("column_sets", "tables")}
-    if "tables" in report:
-        out = {**{k: v for k, v in out.items() if k != "figures"}, "tables": _in_paper_order(tables),
-               **({"figures": out["figures"]} if "figures" in out else {})}
-    return out
+    return {key: _in_paper_order(tables) if key == "tables" else report[key]
+            for key in SECTIONS if key in report and key != "column_sets"}
 
 
 def _composed(path: str | Path) -> dict:
