@@ -33,14 +33,13 @@ CLI: ``python -m burn.ema_toy --out DIR`` writes ``ema_toy.json`` (settings and 
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from common.checkpoint import atomic_write, write_json
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main
 from common.errors import ConfigError
 
 
@@ -107,7 +106,7 @@ def plot(curves: dict, path: str | Path, title: str = "EMA toy (BURN Eq. 5, Fig.
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m burn.ema_toy", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m burn.ema_toy", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder (ema_toy.json, ema_toy.png)")
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--eta", type=float, default=4.8)

@@ -48,7 +48,6 @@ binary_stage)``), checkpoint.pt, metrics.json and dvclive/ curves (gradient norm
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -62,7 +61,7 @@ from common import runs
 from common.backbones import build_backbone
 from common.binary import binary_convs, set_binary_stage
 from common.checkpoint import save_checkpoint, write_json
-from common.config import cli_main, load_params, section, seed_of, train_settings
+from common.config import ArgumentParser, cli_main, load_params, section, seed_of, train_settings
 from common.data import build_dataset
 from common.engine import TrainConfig, train
 from common.errors import ConfigError
@@ -268,7 +267,7 @@ def run_stage(params: dict, spec: RunSpec) -> dict:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m burn.pretrain", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m burn.pretrain", description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=methods())
     parser.add_argument("--backbone")
     parser.add_argument("--appendix", default=None, metavar="METHOD-VARIANT-BACKBONE",

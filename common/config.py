@@ -15,6 +15,7 @@ every profile shares): the base is read first and the file's own settings are la
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import re
 import sys
@@ -84,10 +85,10 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
     """The parameter dict of ``path`` (its base laid under it) with ``key.sub=value`` overrides
     applied, every key one the schema knows (common/schema.py: a misspelt key is refused, not
     ignored)."""
-    from common.schema import check_keys
+    from common.schema import check_params
 
     params = apply_overrides(read_params_file(path), overrides)
-    check_keys(params)
+    check_params(params)
     return params
 
 
@@ -179,6 +180,40 @@ def train_settings(params: dict, paper: str, method: str) -> dict:
     return {**train, **(by_method.get(method) or {})}
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for every CLI of the project: a bad command line (an unknown option, a value of the
+    wrong type, a missing argument) is one ConfigError, so `cli_main` prints it as one line and exits
+    2, instead of argparse's usage block and its own exit."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{self.prog}: {message} (--help lists the arguments)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a batch, a size, a count of images)."""
+    return _bounded(text, int, lambda v: v >= 1, "an integer >= 1")
+
+
+def count(text: str) -> int:
+    """An argparse type: an integer >= 0 (loader workers, ...)."""
+    return _bounded(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (a temperature, a learning rate)."""
+    return _bounded(text, float, lambda v: 0 < v < float("inf"), "a finite number > 0")
+
+
+def _bounded(text: str, kind: type, ok: Callable[[Any], bool], what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
 def cli_main(fn: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
     """Wrap a CLI ``main``: a ConfigError, or an output that cannot be written (a file where a
     folder should be, a read-only place), prints one line to stderr and exits with code 2."""
@@ -232,11 +267,9 @@ def _unexpected(err: BaseException) -> int:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m common.config --describe [section]`: the parameter schema (common/schema.py)."""
-    import argparse
-
     from common import schema
 
-    parser = argparse.ArgumentParser(prog="python -m common.config", description="the parameter files' schema")
+    parser = ArgumentParser(prog="python -m common.config", description="the parameter files' schema")
     parser.add_argument("--describe", nargs="?", const="", metavar="SECTION", required=True,
                         help="print every key of SECTION (e.g. cq, cq.quant; default: all)")
     print(schema.describe(parser.parse_args(argv).describe))

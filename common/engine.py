@@ -317,6 +317,7 @@ def _setup(method: Method, dataset: Dataset, cfg: TrainConfig, rt: Runtime) -> _
     if bn_batch < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in method.modules()):
         raise ConfigError(f"train.batch_size: {cfg.batch_size} gives BatchNorm {bn_batch} image a step "
                           f"({rt.world} processes x {cfg.accum_steps} accumulation steps); it needs at least 2")
+    method.check_batch(per_rank * rt.world)
     torch.manual_seed(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts them)
     sampler = _sampler(dataset, per_rank, cfg.seed, rt)
     steps_per_epoch = max(1, sampler.batches_per_epoch // cfg.accum_steps)

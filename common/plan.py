@@ -17,11 +17,10 @@ With stage names, only those stages and what they depend on (as `dvc repro <stag
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any, Sequence
 
-from common.config import apply_overrides, cli_main, read_params_file
+from common.config import apply_overrides, ArgumentParser, cli_main, read_params_file
 from common.errors import ConfigError
 from common.profile_check import validate_params
 
@@ -98,7 +97,7 @@ def stage_plan(repo, keys: Sequence[str] = (), targets: Sequence[str] = ()) -> l
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.plan", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m common.plan", description=__doc__.splitlines()[0])
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter as `dvc exp run -S` would set it (repeatable)")
     parser.add_argument("--params", default="params.yaml")

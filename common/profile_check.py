@@ -16,12 +16,11 @@ stage re-running (it is always run) does not re-run the stages after it.
 """
 from __future__ import annotations
 
-import argparse
 from typing import Sequence
 
 
 from common.checkpoint import write_json
-from common.config import cli_main, read_params_file, seed_of, section, train_settings
+from common.config import ArgumentParser, cli_main, read_params_file, section, seed_of, train_settings
 from common.errors import ConfigError
 
 PROFILES = ("smoke", "mini", "paper", "study")
@@ -46,10 +45,12 @@ def burn_methods(params: dict) -> list[str]:
 
 
 def validate_params(params: dict) -> None:
-    """Every value a stage reads that can be checked without data: one ConfigError naming the field."""
+    """Every value a stage reads that can be checked without data: one ConfigError naming the field
+    (what depends on the registries and on other keys first, then every key and kind the schema fixes)."""
     from common.engine import TrainConfig
     from common.quant import parse_precision_set
     from common.runs import precision_sets, profile_seeds, teacher_seeds, two_stage
+    from common.schema import check_params
 
     seed = seed_of(params)
     profile_seeds(params)
@@ -82,6 +83,7 @@ def validate_params(params: dict) -> None:
             TrainConfig.from_dict({"seed": seed, **train_settings(params, paper, method)},
                                   where=f"{paper}.train_by_method.{method}")
     check_appendix(params, registry.list_methods())
+    check_params(params)
 
 
 def check_appendix(params: dict, base_methods: list[str]) -> None:
@@ -106,7 +108,7 @@ def check_appendix(params: dict, base_methods: list[str]) -> None:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.profile_check", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m common.profile_check", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default=None, help="JSON file recording the profile and device")
     args = parser.parse_args(argv)

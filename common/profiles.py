@@ -8,12 +8,11 @@ setting's source stay in the profile files.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
 from common.checkpoint import atomic_write
-from common.config import cli_main, dump_params, read_params_file
+from common.config import ArgumentParser, cli_main, dump_params, read_params_file
 from common.errors import ConfigError
 
 FOLDER = Path(__file__).resolve().parents[1] / "profiles"
@@ -32,8 +31,15 @@ def profile_path(name: str, folder: Path = FOLDER) -> Path:
 
 
 def load(name: str, folder: Path = FOLDER) -> dict:
-    """A profile's parameters, its base merged under it."""
-    return read_params_file(profile_path(name, folder), "profile")
+    """A profile's parameters, its base merged under it, every key and value checked by the schema."""
+    from common.schema import check_params
+
+    params = read_params_file(profile_path(name, folder), "profile")
+    try:
+        check_params(params)
+    except ConfigError as err:
+        raise ConfigError(f"profiles/{name}.yaml: {err}") from None
+    return params
 
 
 def render(name: str, folder: Path = FOLDER) -> str:
@@ -45,7 +51,7 @@ def render(name: str, folder: Path = FOLDER) -> str:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.profiles", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m common.profiles", description=__doc__.splitlines()[0])
     parser.add_argument("name", help="a profile: a file in profiles/ other than base.yaml")
     parser.add_argument("--out", help="write here (e.g. params.yaml) instead of printing")
     args = parser.parse_args(argv)

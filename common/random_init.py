@@ -12,7 +12,6 @@ SSL Training" rows report (fine-tuning from random weights).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +21,7 @@ from common.backbones import build_backbone
 from common.binary import binary_convs, set_binary_stage
 from common import runs
 from common.checkpoint import write_json
-from common.config import cli_main, load_params, section, seed_of
+from common.config import ArgumentParser, cli_main, load_params, section, seed_of
 from common.runs import ENCODER, METRICS
 from common.errors import ConfigError
 from common.provenance import provenance
@@ -55,7 +54,7 @@ def run(params: dict, backbone_name: str, out: str | Path, part: str = "cq") -> 
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.random_init", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m common.random_init", description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", required=True)
     parser.add_argument("--section", default="cq", help="whose backbone_options: cq (default) or burn")
     parser.add_argument("--out", required=True)

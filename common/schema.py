@@ -1,30 +1,142 @@
 """The parameter schema: every key a parameter file may hold, down to the sections whose keys are
-fixed, with its kind, what it means and where it comes from. `check_keys` refuses a key nobody
-reads (one line naming the nearest known key), `describe` prints the schema:
+fixed, with its kind, what it means and where it comes from. `check_params` refuses a key nobody
+reads (one line naming the nearest known key) and a value of the wrong kind, `describe` prints
+the schema:
 
     python -m common.config --describe [section]      e.g. --describe cq.quant
 
 A mapping whose keys are names the profile chooses (`cq.views.<method>`, `eval.suites.<suite>`,
 `burn.variants.<variant>`, ...) is free-form here; its reader checks its entries (a method's
-arguments, a suite's fields), as the values' types and ranges are checked where they are read
-(`common.engine.TrainConfig` for every `train` section, `common.profile_check` for the profile).
+arguments, a suite's fields, `common.engine.TrainConfig` every `train` section). Every key the
+schema fixes also has its kind checked (and its choices and range where it has them), so a value
+of the wrong kind is refused by `check_params` before any stage reads it: `load_params` (every
+CLI), `common.profile_check` (the pipeline's first stage) and `common.profiles` (the renderer)
+call it.
 """
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from common.errors import ConfigError
 
+REQUIRED = object()  # a key with no default: the profile must give it, or the run has none
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_text(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def _precision_set_fault(v: Any) -> str | None:
+    from common.quant import parse_precision_set
+
+    try:
+        parse_precision_set(v)
+    except ConfigError as err:
+        return str(err).partition(": ")[2] or str(err)  # the parser's words, without its own key
+    return None
+
+
+def _is(test: Callable[[Any], bool], what: str) -> Callable[[Any], str | None]:
+    return lambda v: None if test(v) else f"expected {what}, got {v!r}"
+
+
+def _each(test: Callable[[Any], bool], what: str) -> Callable[[Any], str | None]:
+    return _is(lambda v: isinstance(v, list) and all(test(x) for x in v), what)
+
+
+def _precision_sets_fault(v: Any) -> str | None:
+    if not isinstance(v, list):
+        return f"expected a list of precision sets, got {v!r}"
+    return next(filter(None, map(_precision_set_fault, v)), None)
+
+
+# The kinds a key's value can be, by the name `describe` prints: what is wrong with a value (None: nothing).
+KINDS: dict[str, Callable[[Any], str | None]] = {
+    "name": _is(_is_text, "a name"),
+    "path": _is(_is_text, "a path"),
+    "path or null": _is(lambda v: v is None or _is_text(v), "a path or null"),
+    "integer": _is(_is_int, "an integer"),
+    "integer or null": _is(lambda v: v is None or _is_int(v), "an integer or null"),
+    "true/false": _is(lambda v: isinstance(v, bool), "true or false"),
+    "precision set": _precision_set_fault,
+    "list": _is(lambda v: isinstance(v, list), "a list"),
+    "list or null": _is(lambda v: v is None or isinstance(v, list), "a list or null"),
+    "list of names": _each(_is_text, "a list of names"),
+    "list of integers": _each(_is_int, "a list of integers"),
+    "list of precision sets": _precision_sets_fault,
+    "mapping": _is(lambda v: v is None or isinstance(v, dict), "a mapping"),  # null: an empty section
+}
+
 
 @dataclass(frozen=True)
 class Key:
     name: str
-    kind: str  # what the value is: a name, a number, a list, a mapping, ...
+    kind: str  # one of KINDS
     doc: str
     source: str = ""  # the paper's or the protocol's section it comes from
     keys: tuple["Key", ...] | None = None  # the keys of a mapping with fixed keys; None: free-form
+    choices: Callable[[], Sequence[str]] | None = None  # a name's (or each listed name's) allowed values
+    at_least: int | None = None  # an integer's smallest value
+    at_most: int | None = None  # and its largest
+    default: Any = REQUIRED  # what the reader takes when the key is absent (a function: computed)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"schema key {self.name!r}: kind {self.kind!r} is not one of {list(KINDS)}")
+
+    def fault(self, value: Any) -> str | None:
+        """What is wrong with `value` for this key (None: nothing)."""
+        fault = KINDS[self.kind](value)
+        if fault:
+            return fault
+        if self.choices is not None and value is not None:
+            allowed = list(self.choices())
+            bad = [v for v in (value if isinstance(value, list) else [value]) if v not in allowed]
+            if bad:
+                return f"{bad[0]!r} is not one of {' | '.join(map(str, allowed))}"
+        if _is_int(value) and not ((self.at_least is None or value >= self.at_least)
+                                   and (self.at_most is None or value <= self.at_most)):
+            return f"expected an integer in {self.range_text()}, got {value!r}"
+        return None
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+    def range_text(self) -> str:
+        low = "" if self.at_least is None else str(self.at_least)
+        high = "" if self.at_most is None else str(self.at_most)
+        return f"{low}..{high}" if (low or high) else ""
+
+
+def _quant_modes() -> Sequence[str]:
+    from common.quant import MODES
+
+    return MODES
+
+
+def _target_precisions() -> Sequence[str]:
+    from cq.method import TARGET_PRECISIONS
+
+    return TARGET_PRECISIONS
+
+
+def _bn_reestimation_batches() -> int:
+    from cq.method import BN_REESTIMATION_BATCHES
+
+    return BN_REESTIMATION_BATCHES
+
+
+def _cq_variants() -> Sequence[str]:
+    from cq.objectives import VARIANTS
+
+    return [v for v in VARIANTS if v != "baseline"]  # the baseline is always trained
 
 
 def _cq_methods() -> list[str]:
@@ -40,30 +152,35 @@ DYNAMIC: dict[str, tuple[Callable[[], list[str]], str]] = {
 
 DATASET = (Key("name", "name", "the registered data set (common/data)"),
            Key("root", "path", "its folder (default: data.root)"),
-           Key("split", "name", "the split pretraining reads"),
+           Key("split", "name", "the split pretraining reads", default="train"),
            Key("options", "mapping", "the data set's own options (e.g. load_size, crops, decode)"))
 
 TRAIN_DOC = "the training loop's settings (common.engine.TrainConfig: batch, steps or epochs, optimizer, schedule, ...)"
 
 CQ = (
     Key("dataset", "mapping", "the pretraining data", "CQ appendix A", DATASET),
-    Key("methods", "list", "the base SSL methods CQ augments (simclr, byol)", "CQ Sec. 3.4"),
-    Key("variants", "list", "the CQ variants trained beside each baseline (cq_a, cq_b, cq_c, cq_quant)", "CQ Sec. 3.4, Table 7"),
-    Key("backbones", "list", "the networks pretrained"),
+    Key("methods", "list of names", "the base SSL methods CQ augments (simclr, byol)", "CQ Sec. 3.4"),
+    Key("variants", "list of names", "the CQ variants trained beside each baseline", "CQ Sec. 3.4, Table 7",
+        choices=_cq_variants),
+    Key("backbones", "list of names", "the networks pretrained"),
     Key("backbone_options", "mapping", "each network's constructor arguments, by network name"),
     Key("quant", "mapping", "the quantizer of weights and activations", "CQ Eq. 9", (
-        Key("mode", "name", "rounding of the quantizer: floor | round", "CQ Eq. 9"),
-        Key("grad_bits", "integer or null", "bits of the quantized gradients (null: full precision)"),
-        Key("switchable_bn", "true/false", "one BatchNorm per precision"),
-        Key("keep_fp", "list or null", "layers kept in full precision"),
-        Key("target_precision", "name", "the precision of the target branch: match | fp"))),
+        Key("mode", "name", "the quantizer: floor (CQ Eq. 9) or cpt (CPT's, with range EMAs)", "CQ Eq. 9",
+            choices=_quant_modes, default="floor"),
+        Key("grad_bits", "integer or null", "bits of the quantized gradients (null: full precision)",
+            at_least=1, at_most=31, default=None),
+        Key("switchable_bn", "true/false", "one BatchNorm per precision", default=False),
+        Key("keep_fp", "list or null", "layers kept in full precision (null: the backbone's first and last)", default=None),
+        Key("target_precision", "name", "the precision of the target branch", choices=_target_precisions,
+            default="match"))),
     Key("bn_reestimation", "mapping", "BatchNorm statistics re-estimated at the end of training", "CQ Sec. 4.1", (
-        Key("enabled", "true/false", "re-estimate or not"),
-        Key("batches", "integer", "training batches read"))),
+        Key("enabled", "true/false", "re-estimate or not", default=True),
+        Key("batches", "integer", "training batches read", at_least=1,
+            default=_bn_reestimation_batches))),
     Key("precision_sets", "mapping", "other precision sets trained beside `precision`", "CQ Tables 1, 9", (
-        Key("sets", "list", "the sets, e.g. [4-16, 8-16]"),
-        Key("variants", "list", "the variants trained at each set"),
-        Key("methods", "list", "the base methods trained at each set"))),
+        Key("sets", "list of precision sets", "the sets, e.g. [4-16, 8-16]"),
+        Key("variants", "list of names", "the variants trained at each set", choices=_cq_variants),
+        Key("methods", "list of names", "the base methods trained at each set"))),
     Key("views", "mapping", "each base method's augmentation recipe and options", "CQ appendix A"),
     Key("train", "mapping", TRAIN_DOC, "CQ appendix A"),
     Key("train_by_method", "mapping", "`train` settings of one base method laid over `train`"),
@@ -75,8 +192,9 @@ BURN = (
     Key("teacher", "mapping", "the full-precision feature extractor, frozen", "BURN Sec. 3.1", (
         Key("method", "name", "the SSL method that trains it (when trained, not imported)"),
         Key("backbone", "name", "its network"),
-        Key("seeds", "list", "the seeds it is trained or imported at"),
-        Key("file", "path or null", "a released or your own weights file to import instead of training"),
+        Key("seeds", "list of integers", "the seeds it is trained or imported at"),
+        Key("file", "path or null", "a released or your own weights file to import instead of training",
+            default=None),
         Key("train", "mapping", "`train` settings of its own run, laid over burn.train"))),
     Key("teacher_file_backbone", "mapping", "the network an imported teacher file holds", "", (
         Key("name", "name", "the network"), Key("options", "mapping", "its constructor arguments"))),
@@ -84,13 +202,13 @@ BURN = (
     Key("views", "mapping", "each method's augmentation recipe and options", "BURN Sec. 4"),
     Key("methods", "mapping", "each method's settings (BURN's own and the baselines')", "BURN Sec. 3, Eqs. 1-4"),
     Key("variants", "mapping", "BURN's configurations: settings laid over methods.burn", "BURN Tables 5-7"),
-    Key("runs", "list", "the configurations trained"),
-    Key("distill", "list", "baselines distilled from the teacher (S2-BNN)", "BURN Table 2"),
-    Key("baselines", "list", "the other baselines trained"),
-    Key("two_stage", "list", "baselines trained in ReActNet's two steps", "BURN Sec. 3.3"),
+    Key("runs", "list of names", "the configurations trained"),
+    Key("distill", "list of names", "baselines distilled from the teacher (S2-BNN)", "BURN Table 2"),
+    Key("baselines", "list of names", "the other baselines trained"),
+    Key("two_stage", "list of names", "baselines trained in ReActNet's two steps", "BURN Sec. 3.3"),
     Key("baseline_variants", "mapping", "variants of a baseline method, by method", "BURN appendix B.1"),
     Key("appendix", "mapping", "the appendix runs", "BURN appendix B.1", (
-        Key("runs", "list", "<method>-<variant>-<backbone> descriptors"),
+        Key("runs", "list of names", "<method>-<variant>-<backbone> descriptors"),
         Key("train", "mapping", "`train` settings only these runs take"))),
     Key("train", "mapping", TRAIN_DOC, "BURN Sec. 4"),
     Key("train_by_method", "mapping", "`train` settings of one method laid over `train`"),
@@ -99,8 +217,8 @@ BURN = (
 SCHEMA = Key("", "mapping", "a parameter file (a profile)", "", (
     Key("profile", "name", "the profile's kind: smoke | mini | paper | study (common/profile_check.py)"),
     Key("precision", "precision set", "CQ's precision set of every run, e.g. 6-16 (`dvc exp run -S precision=4-16`)",
-        "CQ Sec. 3.3"),
-    Key("seeds", "list", "every pretraining run and its evaluations, once per seed (common/runs.py)"),
+        "CQ Sec. 3.3", default="6-16"),
+    Key("seeds", "list of integers", "every pretraining run and its evaluations, once per seed (common/runs.py)"),
     Key("seed", "integer", "the one seed of a stage (the pipeline passes seed=N)"),
     Key("data", "mapping", "where the data sets are", "", (
         Key("root", "path", "the folder holding cifar10/, cifar100/, voc2007/, ... (suites and data sets without a root)"),)),
@@ -127,9 +245,10 @@ def nearest(name: str, known: Sequence[str]) -> str | None:
     return close[0] if close else None
 
 
-def check_keys(params: Any, key: Key = SCHEMA, path: str = "") -> None:
-    """Every key of `params` is one the schema knows, in every mapping with fixed keys: else one
-    ConfigError naming the key and the nearest known one."""
+def check_params(params: Any, key: Key = SCHEMA, path: str = "") -> None:
+    """Every key of `params` is one the schema knows, in every mapping with fixed keys, and its
+    value is of its kind (choices and range too): else one ConfigError naming the key (an unknown
+    one with the nearest known one)."""
     if key.keys is None or params is None:
         return
     where = path or "the parameter file"
@@ -142,8 +261,13 @@ def check_keys(params: Any, key: Key = SCHEMA, path: str = "") -> None:
             guess = nearest(str(name), known)
             hint = f"did you mean {(path + '.' if path else '') + guess}?" if guess else f"known: {', '.join(known)}"
             raise ConfigError(f"{full}: unknown setting ({hint})")
-        if known[name] is not None:
-            check_keys(value, known[name], full)
+        sub = known[name]
+        if sub is None:
+            continue
+        fault = sub.fault(value)
+        if fault and not (sub.keys is not None and not isinstance(value, dict)):
+            raise ConfigError(f"{full}: {fault}")
+        check_params(value, sub, full)
 
 
 def find(section: str) -> Key:
@@ -157,6 +281,26 @@ def find(section: str) -> Key:
     return key
 
 
+def _terms(key: Key) -> str:
+    """A key's kind, choices, range and default, as `describe` prints them."""
+    terms = [key.kind]
+    if key.choices is not None:
+        terms.append(" | ".join(map(str, key.choices())))
+    if key.range_text():
+        terms.append(f"in {key.range_text()}")
+    if key.default is not REQUIRED:
+        terms.append(f"default {json.dumps(key.default_value())}")  # as YAML spells it: null, true
+    return "; ".join(terms)
+
+
+def default_of(dotted: str) -> Any:
+    """The default the schema gives a key (a reader's value when the profile leaves it out)."""
+    key = find(dotted)
+    if key.default is REQUIRED:
+        raise ConfigError(f"{dotted}: the schema gives it no default (a profile must set it)")
+    return key.default_value()
+
+
 def describe(section: str = "") -> str:
     """Each key of a section (and of its fixed sub-sections): kind, meaning, source."""
     lines: list[str] = []
@@ -164,8 +308,7 @@ def describe(section: str = "") -> str:
     def walk(key: Key, path: str, depth: int) -> None:
         for sub in key.keys or ():
             full = f"{path}.{sub.name}" if path else sub.name
-            source = f"  [{sub.source}]" if sub.source else ""
-            lines.append(f"{'  ' * depth}{full} ({sub.kind}): {sub.doc}{source}")
+            lines.append(f"{'  ' * depth}{full} ({_terms(sub)}): {sub.doc}{f'  [{sub.source}]' if sub.source else ''}")
             walk(sub, full, depth + 1)
         if path in DYNAMIC:
             lines.append(f"{'  ' * depth}{path}.<{', '.join(DYNAMIC[path][0]())}> (mapping): {DYNAMIC[path][1]}")

@@ -11,20 +11,20 @@ it trains with DDP; the batch size is the global batch.
 """
 from __future__ import annotations
 
-import argparse
 from typing import Sequence
 
 import torch
 
 from common.backbones import build_backbone
-from common.config import cli_main, load_params, section, seed_of, train_settings
+from common.config import ArgumentParser, cli_main, load_params, section, seed_of, train_settings
 from common.data import build_dataset
 from common.engine import TrainConfig, train
 from common.errors import ConfigError, settings_of
 from common.methods import registry
 from common.quant import QuantConfig
+from common.schema import default_of
 from common.views import build_views
-from cq.method import BN_REESTIMATION_BATCHES, ContrastiveQuant
+from cq.method import ContrastiveQuant
 from cq.objectives import VARIANTS, check_variant
 
 def build_views_for(cfg: dict, method: str, variant: str):
@@ -51,11 +51,11 @@ def build_cq(params: dict, method: str, variant: str, backbone_name: str) -> Con
         views = build_views_for(cfg, method, variant)
     with settings_of(f"cq.{method}"):
         base = registry.build_method(method, backbone, views, **cfg.get(method, {}))
-    q = dict(cfg.get("quant", {}))
-    quant = QuantConfig(mode=q.get("mode", "floor"), grad_bits=q.get("grad_bits"),
-                        switchable_bn=bool(q.get("switchable_bn", False)))
-    return ContrastiveQuant(base, variant, str(params.get("precision", "6-16")), quant,
-                            keep_fp=q.get("keep_fp"), target_precision=q.get("target_precision", "match"),
+    q = {name: (cfg.get("quant") or {}).get(name, default_of(f"cq.quant.{name}"))
+         for name in ("mode", "grad_bits", "switchable_bn", "keep_fp", "target_precision")}
+    quant = QuantConfig(mode=q["mode"], grad_bits=q["grad_bits"], switchable_bn=bool(q["switchable_bn"]))
+    return ContrastiveQuant(base, variant, str(params.get("precision", default_of("precision"))), quant,
+                            keep_fp=q["keep_fp"], target_precision=q["target_precision"],
                             seed=seed, bn_reestimation_batches=bn_reestimation_batches(cfg))
 
 
@@ -65,10 +65,10 @@ def bn_reestimation_batches(cfg: dict) -> int:
     bn = cfg.get("bn_reestimation") or {}
     if not isinstance(bn, dict) or set(bn) - {"enabled", "batches"}:
         raise ConfigError(f"cq.bn_reestimation: expected {{enabled: true|false, batches: N}}, got {bn!r}")
-    enabled = bn.get("enabled", True)
+    enabled = bn.get("enabled", default_of("cq.bn_reestimation.enabled"))
     if not isinstance(enabled, bool):
         raise ConfigError(f"cq.bn_reestimation.enabled: expected true or false, got {enabled!r}")
-    return bn.get("batches", BN_REESTIMATION_BATCHES) if enabled else 0
+    return bn.get("batches", default_of("cq.bn_reestimation.batches")) if enabled else 0
 
 
 def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -> dict:
@@ -76,7 +76,8 @@ def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -
     cq = build_cq(params, method, variant, backbone_name)
     data = section(cfg, "dataset", where="cq")
     root = data.get("root", params.get("data", {}).get("root"))
-    dataset = build_dataset(data["name"], root, data.get("split", "train"), **data.get("options", {}))
+    dataset = build_dataset(data["name"], root, data.get("split", default_of("cq.dataset.split")),
+                            **data.get("options", {}))
     train_cfg = TrainConfig.from_dict({"seed": seed_of(params), **train_settings(params, "cq", method)}, where="cq.train")
     run_params = {"precision": params.get("precision"), "cq": cfg, "seed": seed_of(params),
                   "method": method, "variant": variant, "backbone": backbone_name}
@@ -89,7 +90,7 @@ def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cq.pretrain", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m cq.pretrain", description=__doc__.splitlines()[0])
     parser.add_argument("--method", required=True, choices=registry.cq_methods())
     parser.add_argument("--variant", required=True, choices=VARIANTS)
     parser.add_argument("--backbone", required=True)

@@ -64,7 +64,6 @@ Choices where the papers and the protocol are silent, or where torchvision diffe
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -80,7 +79,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.models.detection import FasterRCNN
 
 from common import runs
-from common.config import apply_overrides, cli_main, parse_yaml, read_params_file
+from common.config import apply_overrides, ArgumentParser, cli_main, parse_yaml, positive_int, read_params_file
 from common.data import build_dataset
 from common.distributed import setup_runtime
 from common.errors import ConfigError
@@ -314,7 +313,7 @@ def _params_file(path: str, explicit: bool) -> dict:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.detection", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.detection", description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", required=True, help="encoder.pt of a ResNet or ReActNet-A")
     parser.add_argument("--out", required=True, help="output folder (metrics.json)")
     parser.add_argument("--params", default=None,
@@ -324,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="settings laid over those, a YAML mapping (what the pipeline passes)")
     parser.add_argument("--dataset", choices=("voc_det", "synthetic_det"), default=None)
     parser.add_argument("--root", default=None, help="data root (voc_det: the folder holding VOCdevkit)")
-    parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("--trials", type=positive_int, default=None)
     parser.add_argument("overrides", nargs="*", help="detection settings, key=value (e.g. iterations=100)")
     args = parser.parse_args(argv)
     params = _params_file(args.params or "params.yaml", explicit=args.params is not None)

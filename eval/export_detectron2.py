@@ -49,7 +49,6 @@ settings are docs/protocols.md sec. 3, the same config MoCo published with its d
 """
 from __future__ import annotations
 
-import argparse
 import pickle
 import re
 from pathlib import Path
@@ -60,7 +59,7 @@ import torch
 
 from common import runs
 from common.checkpoint import atomic_write, load_checkpoint
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main
 from common.errors import ConfigError
 
 AUTHOR = "contrastive-quant / BURN replication (eval.export_detectron2)"
@@ -131,7 +130,7 @@ def export(checkpoint: str | Path, out: str | Path) -> dict[str, np.ndarray]:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.export_detectron2",
+    parser = ArgumentParser(prog="python -m eval.export_detectron2",
                                      description="Export a ResNet encoder.pt to detectron2's pickle format.")
     parser.add_argument("checkpoint", help="encoder.pt of a resnet18/34/50 (torchvision names)")
     parser.add_argument("out", help="output .pkl")

@@ -12,7 +12,6 @@ CLI (writes the SVM input file):
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from common.checkpoint import save_checkpoint
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main
 from common.errors import ConfigError
 from eval.core.cli import add_data_args, add_extractor_args, spec_from_args
 from eval.core.data import DataSpec
@@ -62,7 +61,7 @@ def write_svm_features(encoder_path: str | Path, data: str | Path | DataSpec, ou
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.features",
+    parser = ArgumentParser(prog="python -m eval.features",
                                      description="Write the VOC07 SVM suite's feature file.")
     add_extractor_args(parser)
     add_data_args(parser, dataset_required=False)

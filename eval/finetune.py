@@ -47,7 +47,6 @@ CLI:
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import replace
@@ -59,7 +58,7 @@ from torch.utils.data import Dataset, Subset
 
 from common import runs
 from common import distributed, predictions
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main, count, positive_int
 from common.data.subsets import label_fraction_indices
 from common.errors import ConfigError
 from common.optim import apply_schedule
@@ -193,7 +192,7 @@ def run_finetune(encoder_path, train_spec: DataSpec, test_spec: DataSpec, preset
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.finetune", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.finetune", description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", required=True)
     add_data_args(parser)
     parser.add_argument("--out", required=True)
@@ -201,19 +200,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fraction", type=float, default=0.1, help="labelled fraction (0.01 or 0.1); with --list-file it only picks the CQ ImageNet epochs")
     parser.add_argument("--list-file", default=None, help="fixed list of labelled images (ImageNet)")
     parser.add_argument("--subset-dir", default=None, help="where the seeded subset lists are kept")
-    parser.add_argument("--bits", type=int, default=None, help="fine-tune and test quantized to k bits")
+    parser.add_argument("--bits", type=positive_int, default=None, help="fine-tune and test quantized to k bits")
     parser.add_argument("--quant-mode", default="floor", help="floor (CQ Eq. 9) | cpt")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--epochs", type=positive_int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--lrs", default=None, help="backbone lrs to sweep, e.g. 0.1,0.01,0.001")
     parser.add_argument("--head-mults", default=None, help="head lr multipliers, e.g. 1,10,100")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--test-split", default="test")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--image-size", type=positive_int, default=None)
     parser.add_argument("--norm", default=None)
-    parser.add_argument("--workers", type=int, default=0, help="loader processes decoding the images (per rank)")
+    parser.add_argument("--workers", type=count, default=0, help="loader processes decoding the images (per rank)")
     args = parser.parse_args(argv)
     options = parse_options(args.options)
     train_spec = DataSpec(args.dataset, args.root, args.train_split, options, args.limit)

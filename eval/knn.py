@@ -18,7 +18,6 @@ writes DIR/metrics.json atomically, with provenance.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Sequence
 
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from common import predictions
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main, positive_int, positive_number
 from common.errors import ConfigError
 from eval.core.cli import add_data_args, add_extractor_args, eval_process, extractor_from_args, finish, spec_from_args
 from eval.core.data import DataSpec
@@ -88,11 +87,11 @@ def run_knn(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: DataSp
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.knn", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.knn", description=__doc__.splitlines()[0])
     add_extractor_args(parser)
     add_data_args(parser)
-    parser.add_argument("--k", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=0.07)
+    parser.add_argument("--k", type=positive_int, default=200)
+    parser.add_argument("--temperature", type=positive_number, default=0.07)
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--test-split", default="test")
     parser.add_argument("--out", required=True)

@@ -45,7 +45,6 @@ writes DIR/metrics.json (atomically) with the settings used and provenance.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from typing import Callable, Iterable, Iterator, Sequence
@@ -56,7 +55,7 @@ from torch.utils.data import Dataset
 
 from common import runs
 from common import predictions
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main
 from common.errors import ConfigError
 from common.optim import apply_schedule
 from common.views import build_views
@@ -210,7 +209,7 @@ def run_linear(extractor: FeatureExtractor, train_spec: DataSpec, test_spec: Dat
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.linear", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.linear", description=__doc__.splitlines()[0])
     add_extractor_args(parser)
     add_data_args(parser)
     add_training_args(parser)

@@ -61,7 +61,6 @@ Choices where the papers and protocols are silent:
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import shlex
 import sys
@@ -70,7 +69,7 @@ from typing import Sequence
 
 from common.checkpoint import write_json
 from common import runs
-from common.config import cli_main, dump_params, read_params_file
+from common.config import ArgumentParser, cli_main, dump_params, read_params_file
 from common.errors import ConfigError
 from eval.guard import pretraining_diverged, write_not_run
 
@@ -258,7 +257,7 @@ def load_params(path: str | Path) -> dict:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.pipeline", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--suite", required=True, help="a key of eval.suites in the params file")
     parser.add_argument("--section", default="suites",
                         help="eval.<section> holding the suite: suites (metrics) or figures (t-SNE)")

@@ -71,7 +71,7 @@ from typing import Sequence
 
 import numpy as np
 
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main, positive_int
 from common.runs import METRICS
 from common.errors import ConfigError
 from eval.liblinear import LIBLINEAR_OPTIONS, ClassJob, best_cost_index, default_n_jobs, run_jobs
@@ -382,19 +382,19 @@ def _number_list(text: str, kind=float) -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.svm", description="VOC07 SVM suite: full set and low-shot.")
+    parser = ArgumentParser(prog="python -m eval.svm", description="VOC07 SVM suite: full set and low-shot.")
     parser.add_argument("--features", required=True, help="torch file {'trainval': {...}, 'test': {...}}")
     parser.add_argument("--out", required=True, help="output folder (metrics.json)")
     parser.add_argument("--mode", choices=("full", "lowshot", "both"), default="both")
     parser.add_argument("--costs", type=_number_list, nargs="+", default=[list(DEFAULT_COSTS)],
                         help="SVM costs, comma- or space-separated (default: the 11 usual ones)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="low-shot samples per k")
+    parser.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES, help="low-shot samples per k")
     parser.add_argument("--ks", type=lambda t: _number_list(t, int), nargs="+", default=[list(DEFAULT_KS)],
                         help="low-shot k values, comma- or space-separated (default 1,2,4,...,96)")
     parser.add_argument("--samples-file", default=None,
                         help="low-shot sample lists (JSON), reused when present (default OUT/lowshot_samples.json)")
-    parser.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--n-jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--no-project", action="store_true", help="turn off the span trick (same results, slower)")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     return parser

@@ -18,10 +18,9 @@ CLI:
 """
 from __future__ import annotations
 
-import argparse
 from typing import Sequence
 
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main
 from eval.core.cli import (add_data_args, add_extractor_args, add_training_args, eval_process,
                            extractor_from_args, finish, spec_from_args)
 from eval.linear import run_linear
@@ -32,7 +31,7 @@ HEADLINE = "top1"  # the number `dvc exp show` lists per run (eval.pipeline's su
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.transfer", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.transfer", description=__doc__.splitlines()[0])
     add_extractor_args(parser)
     add_data_args(parser)
     add_training_args(parser)

@@ -24,7 +24,6 @@ CLI (one PNG per model; repeat --encoder for several models on the same images):
 """
 from __future__ import annotations
 
-import argparse
 import io
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from common.checkpoint import atomic_write
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main, positive_int, positive_number
 from common.errors import ConfigError
 from eval.core.cli import add_data_args, finish
 from eval.core.data import DataSpec, parse_options
@@ -133,7 +132,7 @@ def run_tsne(extractor: FeatureExtractor, spec: DataSpec, out_dir: str | Path, n
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.tsne", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m eval.tsne", description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", action="append", required=True, help="repeat for several models")
     parser.add_argument("--name", action="append", default=None, help="one per --encoder (default: its folder)")
     add_data_args(parser)
@@ -141,12 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-classes", type=int, default=MAX_CLASSES)
+    parser.add_argument("--max-classes", type=positive_int, default=MAX_CLASSES)
     parser.add_argument("--class-choice", default="first", help="first | random")
-    parser.add_argument("--per-class", type=int, default=100)
-    parser.add_argument("--perplexity", type=float, default=30.0)
+    parser.add_argument("--per-class", type=positive_int, default=100)
+    parser.add_argument("--perplexity", type=positive_number, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--image-size", type=positive_int, default=None)
     parser.add_argument("--norm", default=None)
     args = parser.parse_args(argv)
     names = args.name or [Path(e).resolve().parent.name for e in args.encoder]

@@ -43,14 +43,13 @@ Choices where the papers and protocols are silent:
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
 from common.checkpoint import write_json
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main
 from common.runs import DIVERGED, METRICS, NOT_RUN, OK, parse_key, resolve, run_precision, seed_folders, status_of
 from reports import mapping
 from reports.mapping import load_report_params
@@ -221,7 +220,7 @@ def headline(measured: Mapping, spec: Mapping | None) -> dict:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.aggregate", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m reports.aggregate", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="the measured JSON to write")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--runs", default="runs", help="the runs folder")

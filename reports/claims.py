@@ -27,7 +27,6 @@ trained-minus-untrained margins. Outputs: ``verdicts.json``, ``claims.md``, ``cl
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from common import runs
-from common.config import cli_main, read_params_file, read_yaml_mapping
+from common.config import ArgumentParser, cli_main, read_params_file, read_yaml_mapping
 from common.errors import ConfigError
 from common import predictions
 from reports.stats import CONFIDENCE, mean_interval, t_quantile
@@ -494,7 +493,7 @@ def draw_figure(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.claims", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m reports.claims", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--values", help="JSON: measurement key -> {seed: value} (e.g. a study's values.json)")
     source.add_argument("--from-runs", action="store_true", help="measure every arm in the runs folder")

@@ -30,7 +30,6 @@ is skipped with a note on stderr, not an error; matplotlib's Agg backend; 100 dp
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -44,7 +43,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from common.checkpoint import write_json  # noqa: E402
-from common.config import cli_main  # noqa: E402
+from common.config import ArgumentParser, cli_main  # noqa: E402
 from common.errors import ConfigError  # noqa: E402
 from common.runs import (METRICS, OK, baseline_name, burn_configurations, burn_stage_name, seed_folders,  # noqa: E402
                          status_of)
@@ -220,7 +219,7 @@ def make_figures(runs: str | Path, out: str | Path, mapped: dict | None = None) 
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.figures", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m reports.figures", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for the PNG files")
     parser.add_argument("--runs", default="runs")
     parser.add_argument("--params", default="params.yaml", help="its report_mapping's `figures` section")

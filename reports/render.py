@@ -38,7 +38,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from common.config import cli_main
+from common.config import ArgumentParser, cli_main
 from common.errors import ConfigError
 from reports.tables import (NOT_RUN, PAPER_NUMBERS, Cell, Context, Measured, MeasuredTable,
                             PaperTable, load_measured, load_paper_tables)
@@ -234,7 +234,7 @@ def write_reports(tables: Sequence[PaperTable], measured: Measured, out_dir: str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m reports.render", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m reports.render", description=__doc__.split("\n\n")[0])
     p.add_argument("--measured", required=True, help="measured metrics JSON (see reports/tables.py)")
     p.add_argument("--out", default="reports", help="output folder (tables/ and README.md go here)")
     p.add_argument("--paper-numbers", default=str(PAPER_NUMBERS), help="the papers' tables (YAML)")

@@ -18,7 +18,6 @@ of every tested claim's interval beside the paper's effect). What each number is
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from common.checkpoint import write_json
-from common.config import cli_main, read_yaml_mapping
+from common.config import ArgumentParser, cli_main, read_yaml_mapping
 from common.errors import ConfigError
 from common.predictions import unpack_correct
 from reports import claims as C
@@ -224,7 +223,7 @@ def draw_forest(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.study_v2", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m reports.study_v2", description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=str(V2 / "parts"))
     parser.add_argument("--protocol", default=str(V2 / "protocol.yaml"))
     parser.add_argument("--burn-profile", default=None, help="for the names of BURN's configurations")

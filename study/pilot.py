@@ -19,7 +19,6 @@ least 15 kNN points.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from common.checkpoint import write_json
-from common.config import cli_main, dump_params, read_params_file
+from common.config import ArgumentParser, cli_main, dump_params, read_params_file
 from common.errors import ConfigError
 from common import runs
 from common.provenance import cpu_model, git_commit
@@ -202,7 +201,7 @@ PILOT_RUNS = {"teacher": teacher, "cq": cq, "burn": burn}
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study.pilot", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m study.pilot", description=__doc__.splitlines()[0])
     parser.add_argument("pilot", choices=sorted(PILOT_RUNS))
     args = parser.parse_args(argv)
     PILOT_RUNS[args.pilot]()

@@ -32,7 +32,6 @@ reports/study/RUN.md.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import time
@@ -41,7 +40,7 @@ from typing import Sequence
 
 from common import runs
 from common.checkpoint import atomic_write, write_json
-from common.config import cli_main, dump_params, read_params_file
+from common.config import ArgumentParser, cli_main, dump_params, read_params_file
 from common.errors import ConfigError
 from reports import claims as claims_module
 from study.workspace import dvc, git, interrupt_on_sigterm, worktree
@@ -189,7 +188,7 @@ def status_lines() -> list[str]:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study.v1", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m study.v1", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run parts of one half, one seed each, in order; resumes a killed one")
     run.add_argument("half", choices=sorted(HALVES))

@@ -30,7 +30,6 @@ finds either changed refuses to run.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Sequence
 
 from common.checkpoint import atomic_write, write_json
-from common.config import cli_main, dump_params, merge, read_params_file, read_yaml_mapping
+from common.config import ArgumentParser, cli_main, dump_params, merge, read_params_file, read_yaml_mapping
 from common.errors import ConfigError
 from common.provenance import cpu_model
 from common import runs
@@ -367,7 +366,7 @@ def status_lines() -> list[str]:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study.v2", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m study.v2", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="one registered part (a group of a half's arms, one seed); resumes a killed one")
     run.add_argument("half")

@@ -59,9 +59,11 @@ def test_cli_writes_metrics_and_reuses_linear_features(encoder, tmp_path, monkey
     assert metrics["provenance"]["stage"] == "eval.knn"
 
 
-@pytest.mark.parametrize("extra", [["--k", "0"], ["--temperature", "0"]])
+@pytest.mark.parametrize("extra", [["--k", "0"], ["--temperature", "0"], ["--temperature", "inf"],
+                                   ["--extract-batch", "0"], ["--limit", "-1"]])
 def test_cli_bad_parameters_exit_2(encoder, tmp_path, capsys, extra):
     rc = ek.main(["--encoder", str(encoder), "--dataset", "synthetic", "--options", OPTS,
                   "--out", str(tmp_path / "o"), *extra])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "--k" in err[0]
+    assert rc == 2 and len(err) == 1 and f"argument {extra[0]}: expected" in err[0]
+    assert not (tmp_path / "o").exists()

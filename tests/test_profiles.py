@@ -47,7 +47,7 @@ def parses(module: str, argv: list[str], monkeypatch) -> bool:
     original = argparse.ArgumentParser.parse_args
 
     def parse_then_stop(self, args=None, namespace=None):
-        original(self, args, namespace)  # argparse errors exit with 2
+        original(self, args, namespace)  # a bad command line raises ConfigError: main returns 2
         raise Parsed
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
@@ -193,7 +193,10 @@ def test_extends_merges_key_by_key_and_bad_bases_are_one_error(tmp_path, capsys)
     assert read_params_file(tmp_path / "one.yaml") == {"profile": "one", "a": {"y": [3], "z": {"q": 2, "p": 1}, "x": 1},
                                                        "keep": 6, "lr": "1e-3"}
     assert list(read_params_file(tmp_path / "one.yaml")) == ["profile", "a", "keep", "lr"]  # the profile's order first
-    text = profiles.render("one", tmp_path)
+    with pytest.raises(ConfigError, match="profiles/one.yaml: a: unknown setting"):  # the renderer checks too
+        profiles.render("one", tmp_path)
+    (tmp_path / "valid.yaml").write_text("profile: smoke\ncq: {train: {lr: '1e-3'}}\n")
+    text = profiles.render("valid", tmp_path)
     assert "'1e-3'" in text  # a string a YAML 1.2 reader would take for a float stays a string
     for body, says in (("extends: nothere\n", "nothere.yaml: not found"),
                        ("extends: loop\n", "a cycle"),
@@ -203,7 +206,7 @@ def test_extends_merges_key_by_key_and_bad_bases_are_one_error(tmp_path, capsys)
             load_params(tmp_path / "loop.yaml")
     with pytest.raises(ConfigError, match="a: unknown setting"):  # and every reader checks the keys
         load_params(tmp_path / "one.yaml")
-    assert profiles.names(tmp_path) == ["loop", "one"]  # the base is not a profile
+    assert profiles.names(tmp_path) == ["loop", "one", "valid"]  # the base is not a profile
     out = tmp_path / "params.yaml"
     assert profiles.main(["nope", "--out", str(out)]) == 2 and not out.exists()
     err = capsys.readouterr().err.strip()

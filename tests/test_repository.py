@@ -118,6 +118,20 @@ def test_every_command_line_main_goes_through_cli_main():
     assert unwrapped_mains({"eval/x.py": bare, "bench/x.py": bare, "eval/y.py": "@cli_main\n" + bare}) == ["eval/x.py"]
 
 
+def plain_argparse_parsers(files: dict[str, str]) -> list[str]:
+    """Modules (outside tests/, bench/ and common/config.py) that build argparse's own parser,
+    whose bad command line is a usage block and an exit, not common.config.ArgumentParser's one
+    ConfigError line."""
+    return sorted(rel for rel, text in files.items() if not rel.startswith(("tests/", "bench/"))
+                  and rel != "common/config.py" and "argparse.ArgumentParser(" in text)
+
+
+def test_every_command_line_parser_answers_in_one_line():
+    assert plain_argparse_parsers(python_sources()) == []
+    code = "import argparse\np = argparse.ArgumentParser(prog='x')\n"
+    assert plain_argparse_parsers({"eval/x.py": code, "bench/x.py": code, "common/config.py": code}) == ["eval/x.py"]
+
+
 RUN_CONTRACT = "common/runs.py"
 
 

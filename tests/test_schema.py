@@ -11,14 +11,14 @@ import pytest
 from common import profiles
 from common.config import load_params
 from common.errors import ConfigError
-from common.schema import check_keys, describe, find
+from common.schema import check_params, default_of, describe, find
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", profiles.names())
 def test_every_profile_holds_only_keys_the_schema_knows(name):
-    check_keys(profiles.load(name))
+    check_params(profiles.load(name))
 
 
 @pytest.mark.parametrize("params, message", [
@@ -31,12 +31,55 @@ def test_every_profile_holds_only_keys_the_schema_knows(name):
 ])
 def test_an_unknown_or_misshapen_key_is_one_line_naming_it(params, message):
     with pytest.raises(ConfigError, match=message) as err:
-        check_keys(params)
+        check_params(params)
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("params, message", [
+    ({"cq": {"quant": {"mode": "round"}}}, r"cq.quant.mode: 'round' is not one of floor \| cpt"),
+    ({"cq": {"quant": {"grad_bits": 0}}}, r"cq.quant.grad_bits: expected an integer in 1..31, got 0"),
+    ({"cq": {"quant": {"grad_bits": "8"}}}, r"cq.quant.grad_bits: expected an integer or null, got '8'"),
+    ({"cq": {"bn_reestimation": {"enabled": "yes"}}}, r"cq.bn_reestimation.enabled: expected true or false"),
+    ({"cq": {"variants": ["cq_c", "cq_d"]}}, r"cq.variants: 'cq_d' is not one of cq_a \| cq_b"),
+    ({"cq": {"precision_sets": {"sets": ["4-16", "16-4"]}}}, r"cq.precision_sets.sets: range '16-4' descends"),
+    ({"precision": "abc"}, r"precision: cannot parse 'abc'"),
+    ({"seeds": [0, "1"]}, r"seeds: expected a list of integers"),
+    ({"burn": {"teacher": {"file": 3}}}, r"burn.teacher.file: expected a path or null, got 3"),
+    ({"cq": {"views": [1]}}, r"cq.views: expected a mapping, got \[1\]"),
+])
+def test_a_value_of_the_wrong_kind_choice_or_range_is_one_line_naming_the_key(params, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        check_params(params)
+    assert "\n" not in str(err.value)
+
+
+def test_the_readers_defaults_are_the_schemas():
+    from cq.method import BN_REESTIMATION_BATCHES
+    from cq.pretrain import bn_reestimation_batches
+
+    assert default_of("cq.quant.mode") == "floor" and default_of("cq.quant.grad_bits") is None
+    assert default_of("cq.bn_reestimation.batches") == BN_REESTIMATION_BATCHES == bn_reestimation_batches({})
+    assert bn_reestimation_batches({"bn_reestimation": {"enabled": False}}) == 0
+    with pytest.raises(ConfigError, match="no default"):
+        default_of("cq.dataset.name")
+
+
+def test_the_renderer_and_the_profile_check_refuse_a_bad_value(tmp_path):
+    from common.profile_check import main as profile_check
+
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "base.yaml").write_text("profile: smoke\nseeds: [0]\n")
+    (folder / "mine.yaml").write_text("extends: base\ncq: {quant: {target_precision: half}}\n")
+    with pytest.raises(ConfigError, match=r"profiles/mine.yaml: cq.quant.target_precision: 'half' is not one of"):
+        profiles.load("mine", folder)
+    params = tmp_path / "params.yaml"
+    params.write_text("profile: smoke\ncq: {bn_reestimation: {batches: 0}}\n")
+    assert profile_check(["--params", str(params)]) == 2
+
+
 def test_registered_methods_and_free_form_sections_are_known():
-    check_keys({"cq": {"simclr": {"temperature": 0.5}, "byol": {}, "views": {"anything": {}}},
+    check_params({"cq": {"simclr": {"temperature": 0.5}, "byol": {}, "views": {"anything": {}}},
                 "eval": {"suites": {"my_suite": {"cli": "eval.knn"}}}})
 
 
@@ -50,7 +93,8 @@ def test_overrides_are_checked_like_the_file(tmp_path):
 
 def test_the_schema_describes_each_key_with_its_source():
     text = describe("cq.quant")
-    assert "cq.quant.mode (name)" in text and "[CQ Eq. 9]" in text
+    assert 'cq.quant.mode (name; floor | cpt; default "floor")' in text and "[CQ Eq. 9]" in text
+    assert "cq.quant.grad_bits (integer or null; in 1..31; default null)" in text
     assert "cq.<" in describe("cq") and "simclr" in describe("cq")
     assert "free-form" in describe("cq.views")
     with pytest.raises(ConfigError, match="not a section"):

@@ -75,6 +75,11 @@ class Method(nn.Module):
         pipeline's geometry (``common.data.crops``). Default: every pipeline in ``views``."""
         return list(getattr(self, "views", None) or [])
 
+    def check_batch(self, images_per_step: int) -> None:
+        """Refuse (ConfigError naming the setting) a batch this method cannot train on, before the
+        run folder exists. ``images_per_step``: one forward's images over every process. Default:
+        any."""
+
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Called after every optimizer step (momentum / EMA updates). Default: nothing."""
 

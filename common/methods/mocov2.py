@@ -116,6 +116,12 @@ class MoCoV2(Method):
     def num_negatives(self) -> int:
         return self.queue.shape[0]
 
+    def check_batch(self, images_per_step: int) -> None:
+        """Each step enqueues its keys: the queue must hold one step's keys of every process."""
+        if images_per_step > self.num_negatives:
+            raise ConfigError(f"num_negatives: the queue ({self.num_negatives}) must hold at least one global "
+                              f"batch of keys ({images_per_step}): raise it or lower train.batch_size")
+
     def bn_groups(self, batch: int) -> int:
         """How many groups (separate BatchNorm batches) a batch of this size is encoded in."""
         return 1 if self.bn_group_size is None else max(1, batch // self.bn_group_size)

@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 
 from common import runs
+from common.config import count, positive_int, positive_number
 from common.distributed import is_main_process
 from eval.core.data import DataSpec, parse_options
 from eval.core.encoders import resolve_device
@@ -21,24 +22,24 @@ def add_data_args(parser: argparse.ArgumentParser, dataset_required: bool = True
     parser.add_argument("--dataset", required=dataset_required, help="a registered data set name")
     parser.add_argument("--root", default=None, help="data root (none for synthetic data)")
     parser.add_argument("--options", default=None, help="data set options as YAML, e.g. '{num_images: 256}'")
-    parser.add_argument("--limit", type=int, default=None, help="keep the first N images of each split")
+    parser.add_argument("--limit", type=positive_int, default=None, help="keep the first N images of each split")
 
 
 def add_extractor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", required=True, help="encoder.pt written by a pretraining stage")
     parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: no cache)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--extract-batch", type=int, default=256, help="batch size of the extraction")
-    parser.add_argument("--workers", type=int, default=0, help="loader processes decoding the images")
-    parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--resize", type=int, default=None)
+    parser.add_argument("--extract-batch", type=positive_int, default=256, help="batch size of the extraction")
+    parser.add_argument("--workers", type=count, default=0, help="loader processes decoding the images")
+    parser.add_argument("--image-size", type=positive_int, default=None)
+    parser.add_argument("--resize", type=positive_int, default=None)
     parser.add_argument("--norm", default=None, help="imagenet | cifar10 | cifar100")
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    parser.add_argument("--lr", type=float, default=None, help="override the preset's lr")
-    parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epochs")
+    parser.add_argument("--lr", type=positive_number, default=None, help="override the preset's lr")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="override the preset's batch size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--test-split", default="test")
