@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 from common import profiles
 from burn.pretrain import main as burn_main
 from cq.pretrain import main as cq_main
+from eval.finetune import main as finetune_main
 from eval.knn import main as knn_main
+from eval.linear import main as linear_main
 from tests.engine_fixtures import write_encoder
 
 SMOKE = profiles.load("smoke")
@@ -118,34 +120,70 @@ def encoder(tmp_path_factory) -> Path:
     return path
 
 
-OPTION_VALUES = {
-    "--k": st.one_of(st.integers(-1, 40), st.just("x")),
-    "--temperature": st.one_of(st.floats(-0.5, 2.0, allow_nan=False).map(str), st.just("inf"), st.just("nan")),
+DATA_OPTIONS = {
     "--limit": st.integers(-1, 12).map(str),
-    "--extract-batch": st.integers(-1, 64).map(str),
-    "--norm": st.sampled_from(["imagenet", "cifar10", "cifar100", "cifar1000", ""]),
     "--image-size": st.integers(-1, 40).map(str),
-    "--resize": st.integers(-1, 40).map(str),
+    "--norm": st.sampled_from(["imagenet", "cifar10", "cifar100", "cifar1000", ""]),
     "--device": st.sampled_from(["cpu", "auto", "tpu"]),
     "--train-split": st.sampled_from(["train", "test", "val"]),
     "--dataset": st.sampled_from(["synthetic", "cifar10x"]),
     "--options": st.fixed_dictionaries({}, optional={"num_images": st.integers(-1, 40), "image_size": st.integers(-1, 40),
                                                      "nosuch": st.integers(0, 2)}).map(json.dumps),
 }
+NUMBER = st.one_of(st.floats(-0.5, 2.0, allow_nan=False).map(str), st.sampled_from(["inf", "nan", "x"]))
+EXTRACTOR = {"--extract-batch": st.integers(-1, 64).map(str), "--resize": st.integers(-1, 40).map(str),
+             "--workers": st.integers(-1, 1).map(str)}
+TRAINING = {"--epochs": st.integers(-1, 2).map(str), "--lr": NUMBER, "--batch-size": st.integers(-1, 16).map(str)}
+# each suite: its main, the options every draw starts from, the options a draw may change
+SUITES = {
+    "knn": (knn_main, {"--k": "5"}, {**DATA_OPTIONS, **EXTRACTOR, "--k": st.integers(-1, 40).map(str),
+                                     "--temperature": NUMBER}),
+    "linear": (linear_main, {"--epochs": "1", "--batch-size": "8"},
+               {**DATA_OPTIONS, **EXTRACTOR, **TRAINING, "--preset": st.sampled_from(["burn", "cq", "nope"]),
+                "--mode": st.sampled_from(["cached", "augment", "x"])}),
+    "finetune": (finetune_main, {"--epochs": "1", "--batch-size": "8", "--fraction": "0.5", "--lrs": "0.01",
+                                 "--head-mults": "1"},
+                 {**DATA_OPTIONS, **TRAINING, "--fraction": NUMBER, "--bits": st.integers(-1, 40).map(str),
+                  "--quant-mode": st.sampled_from(["floor", "cpt", "round"]), "--lrs": st.sampled_from(["0.01", "0.1,x", ""]),
+                  "--head-mults": st.sampled_from(["1", "10,100", "-1"]), "--preset": st.sampled_from(["burn", "cq", "nope"])}),
+}
+EXAMPLES = {"knn": 25, "linear": 15, "finetune": 15}
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(st.dictionaries(st.sampled_from(sorted(OPTION_VALUES)), st.none(), min_size=1, max_size=3).flatmap(
-    lambda chosen: st.fixed_dictionaries({name: OPTION_VALUES[name] for name in chosen})))
-def test_knn_options_end_in_a_result_or_one_line_naming_the_option(encoder, drawn):
+def suite_draw(name):
+    values = SUITES[name][2]
+    return st.lists(st.sampled_from(sorted(values)), min_size=1, max_size=3, unique=True).flatmap(
+        lambda chosen: st.fixed_dictionaries({option: values[option] for option in chosen}))
+
+
+def check_suite(name, encoder, drawn):
+    main, base, _ = SUITES[name]
     work = Path(tempfile.mkdtemp())
-    out = work / "knn"
+    out = work / name
     options = {"--dataset": "synthetic", "--options": json.dumps({"num_images": 24, "image_size": 16}),
-               "--device": "cpu", "--k": "5", **{name: str(value) for name, value in drawn.items()}}
+               "--device": "cpu", **base, **drawn}
     argv = ["--encoder", str(encoder), "--out", str(out), *[x for kv in options.items() for x in kv]]
-    named = {name.lstrip("-") for name in drawn} | {name for name in drawn} | {
-        str(v) for v in drawn.values()} | {k for v in drawn.values() if str(v).startswith("{") for k in json.loads(v)}
+    named = set(drawn) | {name.lstrip("-") for name in drawn} | set(drawn.values()) | {
+        k for v in drawn.values() if v.startswith("{") for k in json.loads(v)}
     try:
-        run_or_one_line(knn_main, argv, out, named)
+        run_or_one_line(main, argv, out, named)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@settings(max_examples=EXAMPLES["knn"], deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(drawn=suite_draw("knn"))
+def test_knn_options_end_in_a_result_or_one_line_naming_the_option(encoder, drawn):
+    check_suite("knn", encoder, drawn)
+
+
+@settings(max_examples=EXAMPLES["linear"], deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(drawn=suite_draw("linear"))
+def test_linear_options_end_in_a_result_or_one_line_naming_the_option(encoder, drawn):
+    check_suite("linear", encoder, drawn)
+
+
+@settings(max_examples=EXAMPLES["finetune"], deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(drawn=suite_draw("finetune"))
+def test_finetune_options_end_in_a_result_or_one_line_naming_the_option(encoder, drawn):
+    check_suite("finetune", encoder, drawn)

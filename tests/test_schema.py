@@ -137,3 +137,18 @@ def test_an_exception_no_setting_explains_is_one_line_at_the_cli_boundary(capsys
     assert bn([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: train.batch_size")
+
+
+def test_a_moco_queue_smaller_than_a_step_is_refused_before_the_run_folder(tmp_path, capsys):
+    """Cross-field: MoCo v2's queue (num_negatives) against the keys one step enqueues (the global
+    batch); before Method.check_batch the run failed at its first step."""
+    from burn.pretrain import main as burn_main
+
+    out = tmp_path / "teacher"
+    code = burn_main(["--method", "mocov2", "--backbone", "resnet18", "--as-teacher", "--out", str(out),
+                      "burn.dataset.options.num_images=16", "burn.dataset.options.image_size=16",
+                      "burn.views.mocov2.out_size=16", "burn.train.batch_size=8", "burn.teacher.train.steps=1",
+                      "burn.methods.mocov2.num_negatives=4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "num_negatives: the queue (4) must hold" in err[0] and "(8)" in err[0]
+    assert not out.exists()
