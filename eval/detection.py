@@ -308,7 +308,11 @@ def _params_file(path: str, explicit: bool) -> dict:
         if explicit:
             raise ConfigError(f"params file {p}: not found")
         return {}
-    return read_params_file(p)
+    from common.schema import check_params
+
+    params = read_params_file(p)
+    check_params(params)
+    return params
 
 
 @cli_main

@@ -252,7 +252,12 @@ def summarize(calls: list[dict], suite: str) -> dict:
 
 
 def load_params(path: str | Path) -> dict:
-    return read_params_file(path, "--params")
+    """The parameter file, every key and kind checked by the schema (common/schema.py)."""
+    from common.schema import check_params
+
+    params = read_params_file(path, "--params")
+    check_params(params)
+    return params
 
 
 @cli_main
