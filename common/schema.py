@@ -72,6 +72,7 @@ KINDS: dict[str, Callable[[Any], str | None]] = {
     "list of integers": _each(_is_int, "a list of integers"),
     "list of precision sets": _precision_sets_fault,
     "mapping": _is(lambda v: v is None or isinstance(v, dict), "a mapping"),  # null: an empty section
+    "setting": lambda v: None,  # a field of the dataclass that reads the section, which checks it
 }
 
 
@@ -81,7 +82,10 @@ class Key:
     kind: str  # one of KINDS
     doc: str
     source: str = ""  # the paper's or the protocol's section it comes from
-    keys: tuple["Key", ...] | None = None  # the keys of a mapping with fixed keys; None: free-form
+    # the keys of a mapping with fixed keys (a function: the fields of the dataclass that reads it);
+    # None: free-form, unless `each` is set
+    keys: tuple["Key", ...] | Callable[[], tuple["Key", ...]] | None = None
+    each: "Key | None" = None  # a mapping of names the profile chooses: every value's schema
     choices: Callable[[], Sequence[str]] | None = None  # a name's (or each listed name's) allowed values
     at_least: int | None = None  # an integer's smallest value
     at_most: int | None = None  # and its largest
@@ -90,6 +94,10 @@ class Key:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"schema key {self.name!r}: kind {self.kind!r} is not one of {list(KINDS)}")
+
+    def fixed(self) -> tuple["Key", ...] | None:
+        """The keys this mapping may hold (None: any)."""
+        return self.keys() if callable(self.keys) else self.keys
 
     def fault(self, value: Any) -> str | None:
         """What is wrong with `value` for this key (None: nothing)."""
@@ -113,6 +121,21 @@ class Key:
         low = "" if self.at_least is None else str(self.at_least)
         high = "" if self.at_most is None else str(self.at_most)
         return f"{low}..{high}" if (low or high) else ""
+
+
+def dataclass_keys(cls: type, where: str) -> tuple["Key", ...]:
+    """The fields of a settings dataclass as keys (kind `setting`: the dataclass checks the value
+    and its range when it is built), each with its type and default."""
+    from dataclasses import MISSING, fields
+
+    return tuple(Key(f.name, "setting", f"{where}.{f.name}: {f.type}",
+                     default=f.default if f.default is not MISSING else REQUIRED) for f in fields(cls))
+
+
+def _train_keys() -> tuple["Key", ...]:
+    from common.engine import TrainConfig
+
+    return dataclass_keys(TrainConfig, "common.engine.TrainConfig")
 
 
 def _quant_modes() -> Sequence[str]:
@@ -182,8 +205,9 @@ CQ = (
         Key("variants", "list of names", "the variants trained at each set", choices=_cq_variants),
         Key("methods", "list of names", "the base methods trained at each set"))),
     Key("views", "mapping", "each base method's augmentation recipe and options", "CQ appendix A"),
-    Key("train", "mapping", TRAIN_DOC, "CQ appendix A"),
-    Key("train_by_method", "mapping", "`train` settings of one base method laid over `train`"),
+    Key("train", "mapping", TRAIN_DOC, "CQ appendix A", _train_keys),
+    Key("train_by_method", "mapping", "`train` settings of one base method laid over `train`, by method",
+        each=Key("<method>", "mapping", TRAIN_DOC, keys=_train_keys)),
 )
 
 BURN = (
@@ -195,7 +219,7 @@ BURN = (
         Key("seeds", "list of integers", "the seeds it is trained or imported at"),
         Key("file", "path or null", "a released or your own weights file to import instead of training",
             default=None),
-        Key("train", "mapping", "`train` settings of its own run, laid over burn.train"))),
+        Key("train", "mapping", "`train` settings of its own run, laid over burn.train", keys=_train_keys))),
     Key("teacher_file_backbone", "mapping", "the network an imported teacher file holds", "", (
         Key("name", "name", "the network"), Key("options", "mapping", "its constructor arguments"))),
     Key("backbone_options", "mapping", "each network's constructor arguments, by network name"),
@@ -209,10 +233,23 @@ BURN = (
     Key("baseline_variants", "mapping", "variants of a baseline method, by method", "BURN appendix B.1"),
     Key("appendix", "mapping", "the appendix runs", "BURN appendix B.1", (
         Key("runs", "list of names", "<method>-<variant>-<backbone> descriptors"),
-        Key("train", "mapping", "`train` settings only these runs take"))),
-    Key("train", "mapping", TRAIN_DOC, "BURN Sec. 4"),
-    Key("train_by_method", "mapping", "`train` settings of one method laid over `train`"),
+        Key("train", "mapping", "`train` settings only these runs take", keys=_train_keys))),
+    Key("train", "mapping", TRAIN_DOC, "BURN Sec. 4", _train_keys),
+    Key("train_by_method", "mapping", "`train` settings of one method laid over `train`, by method",
+        each=Key("<method>", "mapping", TRAIN_DOC, keys=_train_keys)),
 )
+
+# One evaluation suite of eval.suites / eval.figures (eval/pipeline.py turns it into CLI calls).
+SUITE = Key("<suite>", "mapping", "one evaluation suite", "", (
+    Key("cli", "name", "the module that runs one item (eval.knn, eval.linear, ...)"),
+    Key("checkpoints", "list of names", "the run groups it evaluates (common/runs.py: cq, burn_main, ...)"),
+    Key("args", "mapping", "the CLI's options, --name value (the CLI checks them)"),
+    Key("variants", "mapping", "named option sets laid over args: one evaluation of each run per variant"),
+    Key("positional", "list", "positional arguments after the options"),
+    Key("together", "true/false", "one call over every run's first seed (a picture of several runs)", default=False),
+    Key("features", "mapping", "the SVM's feature extraction (eval.features options), run before the suite"),
+    Key("snapshots", "list or null", "evaluate these epochs' snapshots instead of the final network", default=None),
+))
 
 SCHEMA = Key("", "mapping", "a parameter file (a profile)", "", (
     Key("profile", "name", "the profile's kind: smoke | mini | paper | study (common/profile_check.py)"),
@@ -225,15 +262,15 @@ SCHEMA = Key("", "mapping", "a parameter file (a profile)", "", (
     Key("cq", "mapping", "Contrastive Quant pretraining", "CQ", CQ),
     Key("burn", "mapping", "BURN pretraining and its baselines", "BURN", BURN),
     Key("eval", "mapping", "the evaluation suites (eval/pipeline.py)", "", (
-        Key("suites", "mapping", "suites whose output is metrics, by name: {cli, checkpoints, args, ...}"),
-        Key("figures", "mapping", "suites whose output is pictures, by name"))),
+        Key("suites", "mapping", "suites whose output is metrics, by name", each=SUITE),
+        Key("figures", "mapping", "suites whose output is pictures, by name", each=SUITE))),
     Key("report_mapping", "path", "the report mapping (reports/mapping/<profile>.yaml)"),
     Key("report", "mapping", "the composed report mapping (reports/mapping.py puts it here)"),
 ))
 
 
 def _known(key: Key, path: str) -> dict[str, Key | None]:
-    names: dict[str, Key | None] = {k.name: k for k in key.keys or ()}
+    names: dict[str, Key | None] = {k.name: k for k in key.fixed() or ()}
     if path in DYNAMIC:
         names.update((name, None) for name in DYNAMIC[path][0]() if name not in names)
     return names
@@ -249,11 +286,18 @@ def check_params(params: Any, key: Key = SCHEMA, path: str = "") -> None:
     """Every key of `params` is one the schema knows, in every mapping with fixed keys, and its
     value is of its kind (choices and range too): else one ConfigError naming the key (an unknown
     one with the nearest known one)."""
-    if key.keys is None or params is None:
+    if params is None or (key.keys is None and key.each is None):
         return
     where = path or "the parameter file"
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: expected a mapping of settings, got {params!r}")
+    if key.each is not None:  # names the profile chooses, each value of one schema
+        for name, value in params.items():
+            fault = key.each.fault(value)
+            if fault:
+                raise ConfigError(f"{path}.{name}: {fault}")
+            check_params(value, key.each, f"{path}.{name}")
+        return
     known = _known(key, path)
     for name, value in params.items():
         full = f"{path}.{name}" if path else str(name)
@@ -265,7 +309,7 @@ def check_params(params: Any, key: Key = SCHEMA, path: str = "") -> None:
         if sub is None:
             continue
         fault = sub.fault(value)
-        if fault and not (sub.keys is not None and not isinstance(value, dict)):
+        if fault and not (sub.fixed() is not None and not isinstance(value, dict)):
             raise ConfigError(f"{full}: {fault}")
         check_params(value, sub, full)
 
@@ -274,7 +318,10 @@ def find(section: str) -> Key:
     """The schema entry at a dotted path ('' is the whole file)."""
     key = SCHEMA
     for part in filter(None, section.split(".")):
-        known = {k.name: k for k in key.keys or ()}
+        if key.each is not None:  # any name (eval.suites.knn, eval.suites.<suite>)
+            key = key.each
+            continue
+        known = {k.name: k for k in key.fixed() or ()}
         if part not in known:
             raise ConfigError(f"{section}: not a section of the schema (known here: {', '.join(known) or 'none'})")
         key = known[part]
@@ -306,7 +353,9 @@ def describe(section: str = "") -> str:
     lines: list[str] = []
 
     def walk(key: Key, path: str, depth: int) -> None:
-        for sub in key.keys or ():
+        if key.each is not None:
+            walk(key.each, f"{path}.{key.each.name}", depth)
+        for sub in key.fixed() or ():
             full = f"{path}.{sub.name}" if path else sub.name
             lines.append(f"{'  ' * depth}{full} ({_terms(sub)}): {sub.doc}{f'  [{sub.source}]' if sub.source else ''}")
             walk(sub, full, depth + 1)
@@ -314,7 +363,7 @@ def describe(section: str = "") -> str:
             lines.append(f"{'  ' * depth}{path}.<{', '.join(DYNAMIC[path][0]())}> (mapping): {DYNAMIC[path][1]}")
 
     top = find(section)
-    if top.keys is None:
+    if top.keys is None and top.each is None:
         return f"{section} ({top.kind}): {top.doc} (free-form: its reader checks its entries)"
     walk(top, section, 0)
     return "\n".join(lines)

@@ -68,14 +68,14 @@ from pathlib import Path
 from typing import Sequence
 
 from common.checkpoint import write_json
-from common import runs
+from common import runs, schema
 from common.config import ArgumentParser, cli_main, dump_params, read_params_file
 from common.errors import ConfigError
 from eval.guard import pretraining_diverged, write_not_run
 
 RUNS = runs.RUNS
 EVAL_ROOT = runs.EVAL
-SUITE_FIELDS = {"cli", "checkpoints", "args", "variants", "positional", "together", "features", "snapshots"}
+SUITE_FIELDS = {key.name for key in schema.SUITE.fixed()}  # a suite's fields: the schema owns them
 
 
 # --------------------------------------------------------------------------------------------

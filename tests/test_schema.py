@@ -28,6 +28,10 @@ def test_every_profile_holds_only_keys_the_schema_knows(name):
     ({"burn": {"teacher": {"fiel": "x.pt"}}}, r"did you mean burn.teacher.file\?"),
     ({"seeeds": [0]}, r"did you mean seeds\?"),
     ({"data": "../shared/data"}, r"data: expected a mapping"),
+    ({"cq": {"train": {"bacth_size": 8}}}, r"cq.train.bacth_size: unknown setting \(did you mean cq.train.batch_size\?\)"),
+    ({"burn": {"train_by_method": {"byol": {"lrr": 1}}}}, r"burn.train_by_method.byol.lrr: unknown setting \(did you mean"),
+    ({"eval": {"suites": {"knn": {"cli": "eval.knn", "checkpoint": ["cq"]}}}}, r"did you mean eval.suites.knn.checkpoints\?"),
+    ({"eval": {"figures": {"tsne": {"together": "yes"}}}}, r"eval.figures.tsne.together: expected true or false"),
 ])
 def test_an_unknown_or_misshapen_key_is_one_line_naming_it(params, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -97,6 +101,8 @@ def test_the_schema_describes_each_key_with_its_source():
     assert "cq.quant.grad_bits (integer or null; in 1..31; default null)" in text
     assert "cq.<" in describe("cq") and "simclr" in describe("cq")
     assert "free-form" in describe("cq.views")
+    assert "eval.suites.<suite>.checkpoints (list of names)" in describe("eval.suites")
+    assert "cq.train.batch_size (setting; default 256)" in describe("cq.train")  # TrainConfig's own fields
     with pytest.raises(ConfigError, match="not a section"):
         find("cq.nosuch")
     out = subprocess.run([sys.executable, "-m", "common.config", "--describe", "burn.teacher"], cwd=REPO,
