@@ -85,7 +85,9 @@ class Key:
     # the keys of a mapping with fixed keys (a function: the fields of the dataclass that reads it);
     # None: free-form, unless `each` is set
     keys: tuple["Key", ...] | Callable[[], tuple["Key", ...]] | None = None
-    each: "Key | None" = None  # a mapping of names the profile chooses: every value's schema
+    # a mapping of names the profile chooses: every value's schema, or a function of the name
+    # giving it (None: that name's value is free-form)
+    each: "Key | Callable[[str], Key | None] | None" = None
     choices: Callable[[], Sequence[str]] | None = None  # a name's (or each listed name's) allowed values
     at_least: int | None = None  # an integer's smallest value
     at_most: int | None = None  # and its largest
@@ -168,6 +170,23 @@ def _cq_methods() -> list[str]:
     return registry.cq_methods()
 
 
+def method_key(name: str) -> "Key | None":
+    """The settings of the registered method `name`: its constructor's arguments (but the backbone
+    and the views), with the registry's defaults; None for a method the registry does not hold
+    (BURN's own and S2-BNN, whose readers check them)."""
+    import inspect
+
+    from common.methods import registry
+
+    entry = registry.METHODS.get(name)
+    if entry is None:
+        return None
+    keys = tuple(Key(arg, "setting", f"{entry.cls.__module__}.{entry.cls.__name__}({arg}: {p.annotation})",
+                     default=entry.defaults.get(arg, p.default if p.default is not p.empty else REQUIRED))
+                 for arg, p in inspect.signature(entry.cls).parameters.items() if arg not in ("backbone", "views"))
+    return Key(name, "mapping", f"the settings of {name} (its constructor's arguments)", keys=keys)
+
+
 # Keys whose names come from a registry, not from this file: (section, names, what each holds).
 DYNAMIC: dict[str, tuple[Callable[[], list[str]], str]] = {
     "cq": (_cq_methods, "the settings of a registered CQ base method (its constructor's arguments)"),
@@ -224,7 +243,8 @@ BURN = (
         Key("name", "name", "the network"), Key("options", "mapping", "its constructor arguments"))),
     Key("backbone_options", "mapping", "each network's constructor arguments, by network name"),
     Key("views", "mapping", "each method's augmentation recipe and options", "BURN Sec. 4"),
-    Key("methods", "mapping", "each method's settings (BURN's own and the baselines')", "BURN Sec. 3, Eqs. 1-4"),
+    Key("methods", "mapping", "each method's settings (BURN's own and the baselines')", "BURN Sec. 3, Eqs. 1-4",
+        each=method_key),
     Key("variants", "mapping", "BURN's configurations: settings laid over methods.burn", "BURN Tables 5-7"),
     Key("runs", "list of names", "the configurations trained"),
     Key("distill", "list of names", "baselines distilled from the teacher (S2-BNN)", "BURN Table 2"),
@@ -272,7 +292,7 @@ SCHEMA = Key("", "mapping", "a parameter file (a profile)", "", (
 def _known(key: Key, path: str) -> dict[str, Key | None]:
     names: dict[str, Key | None] = {k.name: k for k in key.fixed() or ()}
     if path in DYNAMIC:
-        names.update((name, None) for name in DYNAMIC[path][0]() if name not in names)
+        names.update((name, method_key(name)) for name in DYNAMIC[path][0]() if name not in names)
     return names
 
 
@@ -293,10 +313,12 @@ def check_params(params: Any, key: Key = SCHEMA, path: str = "") -> None:
         raise ConfigError(f"{where}: expected a mapping of settings, got {params!r}")
     if key.each is not None:  # names the profile chooses, each value of one schema
         for name, value in params.items():
-            fault = key.each.fault(value)
+            each = key.each(str(name)) if callable(key.each) else key.each
+            fault = each.fault(value) if each is not None else None
             if fault:
                 raise ConfigError(f"{path}.{name}: {fault}")
-            check_params(value, key.each, f"{path}.{name}")
+            if each is not None:
+                check_params(value, each, f"{path}.{name}")
         return
     known = _known(key, path)
     for name, value in params.items():
@@ -316,13 +338,19 @@ def check_params(params: Any, key: Key = SCHEMA, path: str = "") -> None:
 
 def find(section: str) -> Key:
     """The schema entry at a dotted path ('' is the whole file)."""
-    key = SCHEMA
-    for part in filter(None, section.split(".")):
+    key, parts = SCHEMA, [p for p in section.split(".") if p]
+    for i, part in enumerate(parts):
+        path_so_far = ".".join(parts[:i])
         if key.each is not None:  # any name (eval.suites.knn, eval.suites.<suite>)
-            key = key.each
+            each = key.each(part) if callable(key.each) else key.each
+            if each is None:
+                raise ConfigError(f"{section}: {part!r} has no fixed keys in the schema (its reader checks it)")
+            key = each
             continue
         known = {k.name: k for k in key.fixed() or ()}
-        if part not in known:
+        if path_so_far in DYNAMIC and part in DYNAMIC[path_so_far][0]() and part not in known:
+            known[part] = method_key(part)
+        if part not in known or known[part] is None:
             raise ConfigError(f"{section}: not a section of the schema (known here: {', '.join(known) or 'none'})")
         key = known[part]
     return key
@@ -353,14 +381,18 @@ def describe(section: str = "") -> str:
     lines: list[str] = []
 
     def walk(key: Key, path: str, depth: int) -> None:
-        if key.each is not None:
+        if callable(key.each):
+            lines.append(f"{'  ' * depth}{path}.<name> (mapping): each name's own settings "
+                         f"(python -m common.config --describe {path}.<name>)")
+        elif key.each is not None:
             walk(key.each, f"{path}.{key.each.name}", depth)
         for sub in key.fixed() or ():
             full = f"{path}.{sub.name}" if path else sub.name
             lines.append(f"{'  ' * depth}{full} ({_terms(sub)}): {sub.doc}{f'  [{sub.source}]' if sub.source else ''}")
             walk(sub, full, depth + 1)
         if path in DYNAMIC:
-            lines.append(f"{'  ' * depth}{path}.<{', '.join(DYNAMIC[path][0]())}> (mapping): {DYNAMIC[path][1]}")
+            lines.append(f"{'  ' * depth}{path}.<{', '.join(DYNAMIC[path][0]())}> (mapping): {DYNAMIC[path][1]} "
+                         f"(python -m common.config --describe {path}.<name>)")
 
     top = find(section)
     if top.keys is None and top.each is None:

@@ -32,6 +32,8 @@ def test_every_profile_holds_only_keys_the_schema_knows(name):
     ({"burn": {"train_by_method": {"byol": {"lrr": 1}}}}, r"burn.train_by_method.byol.lrr: unknown setting \(did you mean"),
     ({"eval": {"suites": {"knn": {"cli": "eval.knn", "checkpoint": ["cq"]}}}}, r"did you mean eval.suites.knn.checkpoints\?"),
     ({"eval": {"figures": {"tsne": {"together": "yes"}}}}, r"eval.figures.tsne.together: expected true or false"),
+    ({"burn": {"methods": {"mocov2": {"num_negative": 8}}}}, r"did you mean burn.methods.mocov2.num_negatives\?"),
+    ({"cq": {"simclr": {"temprature": 0.5}}}, r"did you mean cq.simclr.temperature\?"),
 ])
 def test_an_unknown_or_misshapen_key_is_one_line_naming_it(params, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -103,6 +105,8 @@ def test_the_schema_describes_each_key_with_its_source():
     assert "free-form" in describe("cq.views")
     assert "eval.suites.<suite>.checkpoints (list of names)" in describe("eval.suites")
     assert "cq.train.batch_size (setting; default 256)" in describe("cq.train")  # TrainConfig's own fields
+    assert "burn.methods.mocov2.num_negatives (setting; default 4096)" in describe("burn.methods.mocov2")
+    assert "cq.simclrv2.num_layers (setting; default 3)" in describe("cq.simclrv2")  # the registry's default
     with pytest.raises(ConfigError, match="not a section"):
         find("cq.nosuch")
     out = subprocess.run([sys.executable, "-m", "common.config", "--describe", "burn.teacher"], cwd=REPO,
