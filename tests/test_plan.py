@@ -22,7 +22,7 @@ stages:
   make_a:
     cmd: python -c "open('a.txt', 'w').write('a')"
     deps: [checked]
-    params: [eval.suites.a.lr]
+    params: [eval.suites.a.args.lr]
     outs: [a.txt: {cache: false}]
   after_a:
     cmd: python -c "open('b.txt', 'w').write(open('a.txt').read())"
@@ -30,7 +30,7 @@ stages:
     outs: [b.txt: {cache: false}]
   other:
     cmd: python -c "open('c.txt', 'w').write('c')"
-    params: [eval.figures.b.n]
+    params: [eval.figures.b.args.n]
     outs: [c.txt: {cache: false}]
 """
 
@@ -41,7 +41,8 @@ def project(tmp_path, monkeypatch):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=env)
     (tmp_path / "dvc.yaml").write_text(DVC_YAML)
-    (tmp_path / "params.yaml").write_text("eval: {suites: {a: {lr: 1}}, figures: {b: {n: 2}}}\nseed: 0\nprecision: 6-16\n")
+    (tmp_path / "params.yaml").write_text("eval: {suites: {a: {args: {lr: 1}}}, figures: {b: {args: {n: 2}}}}\n"
+                                          "seed: 0\nprecision: 6-16\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path, env
 
@@ -66,12 +67,12 @@ def test_override_plans_the_stages_that_track_it_and_those_after(project, capsys
     root, env = project
     subprocess.run(["dvc", "repro", "-q"], cwd=root, check=True, env=env)
     before = (root / "params.yaml").read_text()
-    plan = planned(capsys, "-S", "eval.suites.a.lr=5")
-    assert plan == {"check": "always changed", "make_a": "parameter eval.suites.a.lr", "after_a": "after make_a"}
-    assert set(planned(capsys, "-S", "eval.figures.b.n=3")) == {"check", "other"}
-    assert set(planned(capsys, "-S", "eval.figures={b: {n: 3}}")) == {"check", "other"}  # a parent section
-    assert set(planned(capsys, "-S", "eval.suites.a.lr=1")) == {"check"}  # the value it already has
-    assert planned(capsys, "-S", "eval.suites.a.lr=5", "other") == {}  # `other` does not read eval.suites.a.lr
+    plan = planned(capsys, "-S", "eval.suites.a.args.lr=5")
+    assert plan == {"check": "always changed", "make_a": "parameter eval.suites.a.args.lr", "after_a": "after make_a"}
+    assert set(planned(capsys, "-S", "eval.figures.b.args.n=3")) == {"check", "other"}
+    assert set(planned(capsys, "-S", "eval.figures={b: {args: {n: 3}}}")) == {"check", "other"}  # a parent section
+    assert set(planned(capsys, "-S", "eval.suites.a.args.lr=1")) == {"check"}  # the value it already has
+    assert planned(capsys, "-S", "eval.suites.a.args.lr=5", "other") == {}  # `other` does not read it
     assert (root / "params.yaml").read_text() == before  # planning never writes params.yaml
 
 
