@@ -24,7 +24,7 @@ from common.methods import registry
 from common.quant import QuantConfig
 from common.schema import default_of
 from common.views import build_views
-from cq.method import ContrastiveQuant
+from cq.method import BN_REESTIMATION_BATCHES, ContrastiveQuant
 from cq.objectives import VARIANTS, check_variant
 
 def build_views_for(cfg: dict, method: str, variant: str):
@@ -68,7 +68,7 @@ def bn_reestimation_batches(cfg: dict) -> int:
     enabled = bn.get("enabled", default_of("cq.bn_reestimation.enabled"))
     if not isinstance(enabled, bool):
         raise ConfigError(f"cq.bn_reestimation.enabled: expected true or false, got {enabled!r}")
-    return bn.get("batches", default_of("cq.bn_reestimation.batches")) if enabled else 0
+    return bn.get("batches", BN_REESTIMATION_BATCHES) if enabled else 0
 
 
 def run(params: dict, method: str, variant: str, backbone_name: str, out: str) -> dict:
