@@ -91,7 +91,7 @@ class Key:
     choices: Callable[[], Sequence[str]] | None = None  # a name's (or each listed name's) allowed values
     at_least: int | None = None  # an integer's smallest value
     at_most: int | None = None  # and its largest
-    default: Any = REQUIRED  # what the reader takes when the key is absent (a function: computed)
+    default: Any = REQUIRED  # what the reader takes when the key is absent
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -115,9 +115,6 @@ class Key:
                                    and (self.at_most is None or value <= self.at_most)):
             return f"expected an integer in {self.range_text()}, got {value!r}"
         return None
-
-    def default_value(self) -> Any:
-        return self.default() if callable(self.default) else self.default
 
     def range_text(self) -> str:
         low = "" if self.at_least is None else str(self.at_least)
@@ -345,7 +342,7 @@ def _terms(key: Key) -> str:
     if key.range_text():
         terms.append(f"in {key.range_text()}")
     if key.default is not REQUIRED:
-        terms.append(f"default {json.dumps(key.default_value())}")  # as YAML spells it: null, true
+        terms.append(f"default {json.dumps(key.default)}")  # as YAML spells it: null, true
     return "; ".join(terms)
 
 
@@ -354,7 +351,7 @@ def default_of(dotted: str) -> Any:
     key = find(dotted)
     if key.default is REQUIRED:
         raise ConfigError(f"{dotted}: the schema gives it no default (a profile must set it)")
-    return key.default_value()
+    return key.default
 
 
 def describe(section: str = "") -> str:
