@@ -66,6 +66,7 @@ class Claim:
     eval: dict
     direction: str
     paper_effect: float | None
+    paper_data: str | None = None  # where the paper's effect was measured: "CIFAR-100 (Contrastive Quant, Table 4)"
 
 
 def arm_name(arm: Mapping[str, Any]) -> str:
@@ -101,6 +102,14 @@ def paper_difference(spec: Mapping[str, Any] | None, tables: Mapping[str, PaperT
     return round(values[0] - values[1], 6)
 
 
+def paper_data(spec: Mapping[str, Any] | None, tables: Mapping[str, PaperTable]) -> str | None:
+    """The data set and table the paper's a - b comes from (checked by paper_difference)."""
+    if spec is None:
+        return None
+    table = tables[spec["table"]]
+    return f"{table.pretrain_dataset} ({table.paper}, Table {table.number})"
+
+
 def load_claims(path: str | Path = CLAIMS) -> list[Claim]:
     data = read_yaml_mapping(path, "claims file")
     tables = {t.id: t for t in load_paper_tables()}
@@ -116,7 +125,7 @@ def load_claims(path: str | Path = CLAIMS) -> list[Claim]:
             raise ConfigError(f"{where}.direction: expected one of {sorted(DIRECTIONS)}, got {raw['direction']!r}")
         seen.add(raw["id"])
         effect = paper_difference(raw["paper_effect"], tables, where)
-        claims.append(Claim(**{**raw, "paper_effect": effect}))
+        claims.append(Claim(**{**raw, "paper_effect": effect, "paper_data": paper_data(raw["paper_effect"], tables)}))
     if not claims:
         raise ConfigError(f"{path}: no claims")
     return claims

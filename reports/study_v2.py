@@ -115,15 +115,32 @@ def gate(claim: C.Claim, per_image: Mapping, spec: Mapping, burn_variants: Seque
     if claim.paper == "burn" and any(role(arm, burn_variants) == "proposed" or arm.get("run") == "s2bnn"
                                      for arm in (claim.a, claim.b)):
         arms.append(C.TEACHER)
-    out = {}
+    return {C.arm_name(arm): sanity_of(arm, per_image, spec, burn_variants) for arm in arms}
+
+
+def sanity_of(arm: Mapping[str, Any], per_image: Mapping, spec: Mapping, burn_variants: Sequence[str]) -> dict:
+    """One arm against its line: {"role", "line", "knn", "linear", "passes"} (passes None: unmeasured)."""
+    kind = "proposed" if arm == C.TEACHER else role(arm, burn_variants)
+    line = float(spec["proposed_margin"] if kind == "proposed" else spec["baseline_margin"])
+    margins = {suite: gate_margin(arm, suite, per_image) for suite in C.SANITY_SUITES}
+    measured = all(m["n"] for m in margins.values())
+    passes = None if not measured else all(
+        (m["low"] >= line if kind == "proposed" else m["low"] > line) for m in margins.values())
+    return {"role": kind, "line": line, **margins, "passes": passes}
+
+
+def sanity_line(claims: Sequence[C.Claim], per_image: Mapping, spec: Mapping,
+                burn_variants: Sequence[str]) -> dict[str, dict]:
+    """Every trained arm of every claim (and BURN's teacher) against its line, gated or not: the
+    page's sanity table. A claim reads the same margins through `gate`."""
+    arms = [arm for claim in claims for arm in (claim.a, claim.b) if role(arm, burn_variants)]
+    if any(claim.paper == "burn" for claim in claims):
+        arms.append(C.TEACHER)
+    out: dict[str, dict] = {}
     for arm in arms:
-        kind = "proposed" if arm == C.TEACHER else role(arm, burn_variants)
-        line = float(spec["proposed_margin"] if kind == "proposed" else spec["baseline_margin"])
-        margins = {suite: gate_margin(arm, suite, per_image) for suite in C.SANITY_SUITES}
-        measured = all(m["n"] for m in margins.values())
-        passes = None if not measured else all(
-            (m["low"] >= line if kind == "proposed" else m["low"] > line) for m in margins.values())
-        out[C.arm_name(arm)] = {"role": kind, "line": line, **margins, "passes": passes}
+        name = C.arm_name(arm)
+        if name not in out:
+            out[name] = sanity_of(arm, per_image, spec, burn_variants)
     return out
 
 
@@ -133,7 +150,7 @@ def judge(claims: Sequence[C.Claim], values: Mapping, per_image: Mapping, protoc
     for claim in claims:
         key_a, key_b = (C.measurement_key(arm, claim.eval) for arm in (claim.a, claim.b))
         row = {"id": claim.id, "paper": claim.paper, "where": claim.where, "claim": claim.claim, "a": key_a,
-               "b": key_b, "paper_effect": claim.paper_effect}
+               "b": key_b, "paper_effect": claim.paper_effect, "paper_data": claim.paper_data}
         scale = float(claim.eval.get("scale", 1))
         row.update(t_summary(values.get(key_a, {}), values.get(key_b, {}), scale))
         if claim.id in (protocol.get("not_tested") or {}):
@@ -176,9 +193,44 @@ def _p(x: float | None) -> str:
     return "–" if x is None else (f"{x:.4f}" if x >= 1e-4 else "< 0.0001")
 
 
-def to_markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> str:
-    head = ("| claim | paper | n | a − b [bootstrap 95 %] | seed t 95 % | p | p (Holm) | paper a − b | verdict |\n"
-            "|---|---|---|---|---|---|---|---|---|")
+def _margin(m: Mapping[str, Any]) -> str:
+    return f"{_fmt(m['effect'])} [{_fmt(m['low'])}, {_fmt(m['high'])}]" if m.get("n") else "–"
+
+
+def sanity_markdown(sanity: Mapping[str, Mapping[str, Any]]) -> str:
+    """The sanity table: each arm's margin over its untrained network, with the bootstrap bounds."""
+    head = ("| arm | role | line (lower bound) | n | kNN − untrained [95 %] | linear − untrained [95 %] | passes |\n"
+            "|---|---|---|---|---|---|---|")
+    lines = []
+    for name, g in sanity.items():
+        line = f"≥ {g['line']:+.0f}" if g["role"] == "proposed" else f"> {g['line']:+.0f}"
+        passes = {True: "yes", False: "no", None: "not measured"}[g["passes"]]
+        n = min(g[s].get("n", 0) for s in C.SANITY_SUITES)
+        lines.append(f"| {name} | {g['role']} | {line} | {n} | {_margin(g['knn'])} | {_margin(g['linear'])} | {passes} |")
+    return ("## The sanity line\n\n"
+            "Each trained arm's top-1 minus its untrained network's, in points, with the paired hierarchical "
+            "bootstrap's 95 % interval. A proposed arm (a CQ variant, BURN or one of its configurations) and "
+            "BURN's FP teacher must reach the line with the lower bound in kNN and in linear evaluation; a "
+            "baseline only has to beat its untrained network. A claim with an arm short of its line is \"not "
+            "testable at this scale\"; a claim against the untrained network (CQ-Quant against no SSL training) "
+            "is that margin itself and is not gated.\n\n" + head + "\n" + "\n".join(lines) + "\n")
+
+
+def parts_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """Where the numbers come from: each finished part's commit, CPU and the minutes of its last sitting."""
+    head = "| part | seed | commit | CPU | minutes (last sitting) |\n|---|---|---|---|---|"
+    lines = [f"| {r['half']} {r['group']} | {r['seed']} | {str(r['commit'])[:7]} | {r['cpu']} | "
+             f"{float(r['minutes_this_sitting']):.1f} |" for r in records]
+    total = sum(float(r["minutes_this_sitting"]) for r in records) / 60
+    return ("## The parts\n\n" + head + "\n" + "\n".join(lines)
+            + f"\n\nLast sittings together: {total:.1f} hours. A sitting that a session's end cut off "
+            "is not in a part file; reports/study/v2/RUN.md logs every sitting and the hours used in all.\n")
+
+
+def to_markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]],
+                sanity: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    head = ("| claim | paper | n | a − b [bootstrap 95 %] | seed t 95 % | p | p (Holm) | paper a − b | paper's data | verdict |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
     lines = []
     for r in rows:
         interval = (f"{_fmt(r.get('mean'))} [{_fmt(r.get('low'))}, {_fmt(r.get('high'))}]" if "low" in r else "–")
@@ -187,7 +239,7 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str
                                   if r["verdict"] == C.NOT_TESTABLE else "")
         lines.append(f"| {r['id']}: {r['claim']} | {'CQ' if r['paper'] == 'cq' else 'BURN'} | {r.get('n', 0)} | "
                      f"{interval} | {seed_t} | {_p(r.get('p'))} | {_p(r.get('p_holm'))} | "
-                     f"{_fmt(r['paper_effect'])} | {verdict} |")
+                     f"{_fmt(r['paper_effect'])} | {r.get('paper_data') or '–'} | {verdict} |")
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
@@ -198,7 +250,9 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str
             "verdicts after Holm's correction over every tested claim (reports/study/v2/protocol.yaml).\n\n"
             + head + "\n" + "\n".join(lines)
             + f"\n\n{len(rows)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-            + f". {len(records)} finished parts, trained on: {', '.join(cpus) or '–'}.\n")
+            + f". {len(records)} finished parts, trained on: {', '.join(cpus) or '–'}.\n\n"
+            "![every tested effect with its 95 % bootstrap interval; x: the paper's effect](effects.png)\n\n"
+            + (sanity_markdown(sanity) + "\n" if sanity else "") + parts_markdown(records))
 
 
 def draw_forest(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -236,10 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path(args.parts).is_dir():
         raise ConfigError(f"--parts {args.parts}: no such folder")
     values, per_image, records = load_parts(Path(args.parts))
-    rows = judge(C.load_claims(), values, per_image, protocol, burn_variants)
+    claims = C.load_claims()
+    rows = judge(claims, values, per_image, protocol, burn_variants)
+    sanity = sanity_line(claims, per_image, protocol["gate"], burn_variants)
     out = Path(args.out)
-    write_json({"rows": rows, "parts": records}, out / "verdicts.json")
-    (out / "claims.md").write_text(to_markdown(rows, records))
+    write_json({"rows": rows, "sanity": sanity, "parts": records}, out / "verdicts.json")
+    (out / "claims.md").write_text(to_markdown(rows, records, sanity))
     draw_forest(rows, out / "effects.png")
     print(f"{out}: {len(rows)} claims, {len(records)} parts")
     return 0

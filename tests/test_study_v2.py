@@ -113,7 +113,15 @@ def test_verdicts_holm_and_the_gate_on_synthetic_parts(tmp_path):
     assert burn["verdict"] == C.HOLDS
     assert {i for i, r in rows.items() if "p_holm" in r} == {"cq_c_vs_simclr_linear", "cq_a_vs_simclr_linear",
                                                             "cq_quant_vs_no_ssl", "burn_vs_mocov2"}
-    assert V.to_markdown(list(rows.values()), records).count("\n| ") == 5
+    # the page: one row per claim; the sanity table has every trained arm (the teacher too) with its
+    # lower bounds, gated or not; the parts table one row per part
+    sanity = V.sanity_line(claims, per_image, _protocol()["gate"], ["abl1_kl_only"])
+    assert sanity["cq/simclr/cq_quant@6-16"]["passes"] is False and sanity["burn/teacher"]["passes"]
+    assert sanity["burn/mocov2_tuned"] == burn["gate"]["burn/mocov2_tuned"]
+    page = V.to_markdown(list(rows.values()), records, sanity)
+    claim_table, sanity_table, parts_table = page.split("\n\n| ")[1:]
+    assert claim_table.count("\n| ") == 4 and sanity_table.count("\n| ") == len(sanity) == 7
+    assert parts_table.count("\n| ") == 3 and "(effects.png)" in page and "≥ +10" in sanity_table
 
 
 def test_the_protocol_and_profiles_are_the_registered_ones_and_no_part_precedes_registration():
