@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python -m ...`: run them with the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro plan compare test test-fast test-learning bench gpu-check lock clean-venv profile study study-part study-status study-verdicts
+.PHONY: setup repro plan compare test test-fast test-learning bench gpu-check lock clean-venv profile study study-part study-status study-verdicts study2-repeat
 
 setup: $(STAMP)
 
@@ -81,3 +81,8 @@ study-status: setup
 
 study-verdicts: setup
 	$(PY) -m study.v1 verdicts
+
+# The second edition again from a fresh clone (reports/study/v2/README.md): every registered part at
+# the commit the committed parts ran, then the verdicts; `git diff reports/study/v2` compares.
+study2-repeat: setup
+	PY=$(PY) bash study/repeat_v2.sh

@@ -1,5 +1,8 @@
 """The second claims study: its protocol and parts (study/v2.py) and its verdicts (reports/study_v2.py)."""
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -180,3 +183,38 @@ def test_the_queue_runs_the_missing_parts_seed_by_seed_and_makes_the_teacher_bef
     for i, call in enumerate(calls):  # a BURN part comes right after a teacher check, a CQ part never does
         if call != "teacher":
             assert ((calls[i - 1] if i else None) == "teacher") == (call[0] == "burn")
+
+
+def _clone_with_parts_at_its_head(tmp_path: Path) -> tuple[Path, str]:
+    """A clone of this repository whose committed part files name the clone's own HEAD (a shallow
+    CI checkout may lack the study's real commit)."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(v2.REPO), str(clone)], check=True)
+    head = git("rev-parse", "HEAD", cwd=clone)
+    for path in (clone / "reports/study/v2/parts").glob("*.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "commit": head}))
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "parts at HEAD"],
+                   cwd=clone, check=True)
+    return clone, git("rev-parse", "HEAD", cwd=clone)
+
+
+def test_the_repeat_prepares_the_workspaces_at_the_parts_commit_and_refuses_a_changed_tree(tmp_path):
+    clone, code = _clone_with_parts_at_its_head(tmp_path)
+    v2dir = clone / "reports/study/v2"
+    repeat = lambda: subprocess.run(["bash", "study/repeat_v2.sh", "--prepare"], cwd=clone, text=True,
+                                    capture_output=True, env={**os.environ, "PY": sys.executable})
+    parts = sorted(p.name for p in (v2dir / "parts").glob("*.json"))
+    (v2dir / "RUN.md").write_text("edited\n")  # an uncommitted change: refused, nothing removed
+    done = repeat()
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "uncommitted" in done.stderr
+    assert sorted(p.name for p in (v2dir / "parts").glob("*.json")) == parts and parts
+    git("checkout", "--", "reports/study/v2", cwd=clone)
+    done = repeat()
+    assert done.returncode == 0, done.stderr
+    for ws in ("cq", "burn", "teacher"):  # the study's code, where the driver reuses them
+        assert git("rev-parse", "HEAD", cwd=clone / ".study2" / ws) == code
+    assert not list((v2dir / "parts").glob("*.json")) and not list((v2dir / "runs").iterdir())
+    assert (clone / ".study2/repeat.commit").read_text().strip() == code
+    assert repeat().returncode == 0  # prepared once: a re-run keeps what the repeat has made
+    git("checkout", "--", "reports/study/v2", cwd=clone)  # git still holds the committed study
+    assert sorted(p.name for p in (v2dir / "parts").glob("*.json")) == parts
