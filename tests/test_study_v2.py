@@ -186,8 +186,8 @@ def test_the_queue_runs_the_missing_parts_seed_by_seed_and_makes_the_teacher_bef
 
 
 def _clone_with_parts_at_its_head(tmp_path: Path) -> tuple[Path, str]:
-    """A clone of this repository whose committed part files name the clone's own HEAD (a shallow
-    CI checkout may lack the study's real commit)."""
+    """(clone, the commit its parts name): a clone of this repository whose committed part files name
+    the clone's HEAD before they were rewritten (a shallow CI checkout may lack the study's commit)."""
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(v2.REPO), str(clone)], check=True)
     head = git("rev-parse", "HEAD", cwd=clone)
@@ -195,7 +195,7 @@ def _clone_with_parts_at_its_head(tmp_path: Path) -> tuple[Path, str]:
         path.write_text(json.dumps({**json.loads(path.read_text()), "commit": head}))
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "parts at HEAD"],
                    cwd=clone, check=True)
-    return clone, git("rev-parse", "HEAD", cwd=clone)
+    return clone, head
 
 
 def test_the_repeat_prepares_the_workspaces_at_the_parts_commit_and_refuses_a_changed_tree(tmp_path):
