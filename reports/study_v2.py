@@ -261,15 +261,17 @@ def draw_forest(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     shown = [r for r in rows if "low" in r and r.get("low") is not None]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(shown), 1) + 1))
+    fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(shown), 1) + 1))
     for i, r in enumerate(shown):
-        ax.plot([r["low"], r["high"]], [i, i], color="black")
-        ax.plot(r["mean"], i, "o", color="black")
+        color = "black" if "p_holm" in r else "darkgrey"  # grey: not testable at this scale (no verdict)
+        ax.plot([r["low"], r["high"]], [i, i], color=color)
+        ax.plot(r["mean"], i, "o", color=color)
         if r["paper_effect"] is not None:
             ax.plot(r["paper_effect"], i, "x", color="tab:red")
     ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(range(len(shown)), [r["id"] for r in shown], fontsize=7)
-    ax.set_xlabel("a − b (points): measured (95 % bootstrap interval) and the paper's (x)")
+    ax.set_yticks(range(len(shown)), [r["id"] + ("" if "p_holm" in r else " (not testable)") for r in shown],
+                  fontsize=7)
+    ax.set_xlabel("a − b in points, 95 % bootstrap interval (grey: not testable); x: the paper's", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
