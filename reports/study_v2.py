@@ -105,17 +105,17 @@ def gate_margin(arm: Mapping[str, Any], suite: str, per_image: Mapping) -> dict:
     return {"n": len(seeds), "effect": 100 * boot["effect"], "low": 100 * boot["low"], "high": 100 * boot["high"]}
 
 
-def gate(claim: C.Claim, per_image: Mapping, spec: Mapping, burn_variants: Sequence[str]) -> dict:
-    """{arm name: {"role", "knn", "linear", "passes"}} for every trained arm of the claim (and the
-    teacher for a BURN claim with a distilled arm). A claim against the untrained network (CQ-Quant
-    against no SSL training) is that margin itself: not gated (the registered rule)."""
+def gate(claim: C.Claim, sanity: Mapping[str, Mapping], burn_variants: Sequence[str]) -> dict:
+    """{arm name: its sanity entry (`sanity_of`)} for every trained arm of the claim (and the teacher
+    for a BURN claim with a distilled arm). A claim against the untrained network (CQ-Quant against
+    no SSL training) is that margin itself: not gated (the registered rule)."""
     if any(C.is_untrained(arm) for arm in (claim.a, claim.b)):
         return {}
     arms = [arm for arm in (claim.a, claim.b) if role(arm, burn_variants)]
     if claim.paper == "burn" and any(role(arm, burn_variants) == "proposed" or arm.get("run") == "s2bnn"
                                      for arm in (claim.a, claim.b)):
         arms.append(C.TEACHER)
-    return {C.arm_name(arm): sanity_of(arm, per_image, spec, burn_variants) for arm in arms}
+    return {C.arm_name(arm): sanity[C.arm_name(arm)] for arm in arms}
 
 
 def sanity_of(arm: Mapping[str, Any], per_image: Mapping, spec: Mapping, burn_variants: Sequence[str]) -> dict:
@@ -132,7 +132,7 @@ def sanity_of(arm: Mapping[str, Any], per_image: Mapping, spec: Mapping, burn_va
 def sanity_line(claims: Sequence[C.Claim], per_image: Mapping, spec: Mapping,
                 burn_variants: Sequence[str]) -> dict[str, dict]:
     """Every trained arm of every claim (and BURN's teacher) against its line, gated or not: the
-    page's sanity table. A claim reads the same margins through `gate`."""
+    page's sanity table, bootstrapped once per arm; a claim's `gate` reads its arms from it."""
     arms = [arm for claim in claims for arm in (claim.a, claim.b) if role(arm, burn_variants)]
     if any(claim.paper == "burn" for claim in claims):
         arms.append(C.TEACHER)
@@ -145,7 +145,10 @@ def sanity_line(claims: Sequence[C.Claim], per_image: Mapping, spec: Mapping,
 
 
 def judge(claims: Sequence[C.Claim], values: Mapping, per_image: Mapping, protocol: Mapping,
-          burn_variants: Sequence[str]) -> list[dict]:
+          burn_variants: Sequence[str], sanity: Mapping[str, Mapping] | None = None) -> list[dict]:
+    """The verdict rows; `sanity`: sanity_line's result where the caller already has it."""
+    if sanity is None:
+        sanity = sanity_line(claims, per_image, protocol["gate"], burn_variants)
     rows = []
     for claim in claims:
         key_a, key_b = (C.measurement_key(arm, claim.eval) for arm in (claim.a, claim.b))
@@ -166,7 +169,7 @@ def judge(claims: Sequence[C.Claim], values: Mapping, per_image: Mapping, protoc
         else:
             rows.append({**row, "verdict": C.NOT_RUN})
             continue
-        row["gate"] = gate(claim, per_image, protocol["gate"], burn_variants)
+        row["gate"] = gate(claim, sanity, burn_variants)
         failed = [name for name, g in row["gate"].items() if g["passes"] is False]
         unmeasured = [name for name, g in row["gate"].items() if g["passes"] is None]
         row["verdict"] = C.NOT_TESTABLE if failed or unmeasured else None
@@ -293,8 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--parts {args.parts}: no such folder")
     values, per_image, records = load_parts(Path(args.parts))
     claims = C.load_claims()
-    rows = judge(claims, values, per_image, protocol, burn_variants)
     sanity = sanity_line(claims, per_image, protocol["gate"], burn_variants)
+    rows = judge(claims, values, per_image, protocol, burn_variants, sanity)
     out = Path(args.out)
     write_json({"rows": rows, "sanity": sanity, "parts": records}, out / "verdicts.json")
     (out / "claims.md").write_text(to_markdown(rows, records, sanity))

@@ -20,7 +20,8 @@ MARK=.study2/repeat.commit  # written once prepared: a re-run after a kill keeps
 fail() { echo "study2-repeat: $*" >&2; exit 2; }
 
 prepare() {
-    git diff --quiet HEAD -- "$V2" || fail "$V2 has uncommitted changes: commit or restore them first"
+    # a changed or untracked file there (a part that just finished) would be lost: refuse
+    [ -z "$(git status --porcelain -- "$V2")" ] || fail "$V2 has uncommitted changes: commit or restore them first"
     local code
     code=$("$PY" -c 'from study.v2 import parts_commit; print(parts_commit() or "")')
     [ -n "$code" ] || fail "no committed part in $V2/parts names the study's commit"

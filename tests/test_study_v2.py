@@ -187,12 +187,15 @@ def test_the_queue_runs_the_missing_parts_seed_by_seed_and_makes_the_teacher_bef
 
 def _clone_with_parts_at_its_head(tmp_path: Path) -> tuple[Path, str]:
     """(clone, the commit its parts name): a clone of this repository whose committed part files name
-    the clone's HEAD before they were rewritten (a shallow CI checkout may lack the study's commit)."""
+    the clone's HEAD before they were rewritten (a shallow CI checkout may lack the study's commit),
+    with this tree's repeat script committed in it."""
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(v2.REPO), str(clone)], check=True)
     head = git("rev-parse", "HEAD", cwd=clone)
     for path in (clone / "reports/study/v2/parts").glob("*.json"):
         path.write_text(json.dumps({**json.loads(path.read_text()), "commit": head}))
+    script = "study/repeat_v2.sh"  # the script under test is this tree's, not the last commit's
+    (clone / script).write_text((v2.REPO / script).read_text())
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "parts at HEAD"],
                    cwd=clone, check=True)
     return clone, head
@@ -209,6 +212,9 @@ def test_the_repeat_prepares_the_workspaces_at_the_parts_commit_and_refuses_a_ch
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "uncommitted" in done.stderr
     assert sorted(p.name for p in (v2dir / "parts").glob("*.json")) == parts and parts
     git("checkout", "--", "reports/study/v2", cwd=clone)
+    (v2dir / "parts/cq-main-s9.json").write_text("{}")  # an untracked part (not committed yet): refused too
+    assert repeat().returncode == 2 and (v2dir / "parts/cq-main-s9.json").is_file()
+    (v2dir / "parts/cq-main-s9.json").unlink()
     done = repeat()
     assert done.returncode == 0, done.stderr
     for ws in ("cq", "burn", "teacher"):  # the study's code, where the driver reuses them
