@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python -m ...`: run them with the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro plan compare test test-fast test-learning bench gpu-check lock clean-venv profile study study-part study-status study-verdicts study2-repeat study2-teacher
+.PHONY: setup repro plan compare test test-fast test-learning bench gpu-check lock clean-venv profile study study-part study-status study-verdicts study2-repeat
 
 setup: $(STAMP)
 
@@ -86,8 +86,3 @@ study-verdicts: setup
 # the commit the committed parts ran, then the verdicts; `git diff reports/study/v2` compares.
 study2-repeat: setup
 	PY=$(PY) bash study/repeat_v2.sh
-
-# The committed copy of the study's BURN teacher, put where the queue reads it (study/kept_teacher.py):
-# a fresh machine then starts the BURN parts at once instead of retraining the teacher for an hour.
-study2-teacher: setup
-	$(PY) -m study.kept_teacher restore

@@ -20,10 +20,9 @@ read only finished parts.
 
 BURN's FP teacher is not trained by a part: it is the teacher pilot's run (seed 0, chosen before
 registration), copied into the workspace's teacher run folder before the part's first stage, as
-the paper's fixed pretrained teacher. The queue makes it again on a machine that has none with
-`python -m study.pilot teacher` (resumable, about an hour on a 2-core AMD EPYC), unless
-`python -m study.kept_teacher restore` has put the committed copy there (study/kept_teacher.py);
-each BURN part records the sha256 of the teacher file it distilled from.
+the paper's fixed pretrained teacher. Its 11 MB encoder is not committed: a session on a fresh
+checkout makes it again with `python -m study.pilot teacher` (resumable, about 40 minutes on a
+2-core AMD EPYC), and each BURN part records the sha256 of the teacher it distilled from.
 
 Registration (`register`) writes reports/study/v2/registered.json: the sha256 of the protocol
 file and of each half's resolved profile. A test holds the files to it; a registered part that
